@@ -1,0 +1,205 @@
+"""Model bundle: the contract between engines/ (writer) and csk_ros (reader).
+
+A bundle is a directory with `manifest.json`, `fused.onnx`, `ir_only.onnx`
+(optionally `eo_only.onnx`) and optional TensorRT `*.engine` files. This
+module reads and validates it without importing any inference library, so a
+bad bundle fails at start-up with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+GRAPH_INPUTS = {"fused": ("eo", "ir"), "ir_only": ("ir",), "eo_only": ("eo",)}
+GRAPH_OUTPUTS = ("mask", "confidence")
+REQUIRED_GRAPHS = ("ir_only",)  # IR-only is the fallback the node always needs
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message names the file and the fix."""
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, fsync, then rename: readers never
+    see half a file and a failure leaves nothing behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_manifest(bundle_dir: str | Path, manifest: dict) -> None:
+    atomic_write_bytes(Path(bundle_dir) / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+@dataclass(frozen=True)
+class GraphRecord:
+    name: str
+    path: Path
+    sha256: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    graph: str
+    path: Path
+    precision: str
+    onnx_sha256: str
+    sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+
+
+@dataclass
+class Bundle:
+    root: Path
+    manifest: dict
+    height: int
+    width: int
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    graphs: dict[str, GraphRecord]
+    engines: list[EngineRecord] = field(default_factory=list)
+
+    @property
+    def thermal_scaling(self) -> dict:
+        return dict(self.manifest.get("thermal_scaling") or {})
+
+    def engines_for(self, graph: str) -> list[EngineRecord]:
+        return [e for e in self.engines if e.graph == graph]
+
+
+def _need(mapping: dict, key: str, kind, where: str):
+    if key not in mapping:
+        raise BundleError(f"{where}: missing '{key}'")
+    value = mapping[key]
+    if not isinstance(value, kind):
+        raise BundleError(f"{where}: '{key}' must be {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+    return value
+
+
+def _inside(root: Path, name: str, where: str) -> Path:
+    """Resolve a file named by the manifest; it must stay inside the bundle."""
+    if not isinstance(name, str) or not name or os.path.isabs(name):
+        raise BundleError(f"{where}: file name must be a relative path inside the bundle, got {name!r}")
+    path = (root / name).resolve()
+    if root not in path.parents:
+        raise BundleError(f"{where}: file {name!r} points outside the bundle directory {root}")
+    return path
+
+
+def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
+    """Parse and validate `manifest.json` and check every graph file's sha256."""
+    root = Path(bundle_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise BundleError(f"model bundle directory not found: {root} (export one with `python -m engines.export`)")
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{manifest_path} not found: not a model bundle (export one with `python -m engines.export`)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from exc
+    where = str(manifest_path)
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{where}: must be a JSON object")
+    version = _need(manifest, "format_version", int, where)
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{where}: format_version {version} is not supported (this csk_ros reads {FORMAT_VERSION}); "
+                          "re-export the bundle with this version's engines.export")
+    class_names = tuple(_need(manifest, "class_names", list, where))
+    palette = tuple(tuple(c) for c in _need(manifest, "palette", list, where))
+    if not class_names or len(palette) != len(class_names) or any(
+            len(c) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette):
+        raise BundleError(f"{where}: needs one RGB triple (0..255) in 'palette' per class name")
+    inp = _need(manifest, "input", dict, where)
+    height, width = _need(inp, "height", int, f"{where} input"), _need(inp, "width", int, f"{where} input")
+    if height <= 0 or width <= 0:
+        raise BundleError(f"{where}: input size must be positive, got {height}x{width}")
+    graphs = {}
+    for name, rec in _need(manifest, "graphs", dict, where).items():
+        gwhere = f"{where} graphs.{name}"
+        if name not in GRAPH_INPUTS:
+            raise BundleError(f"{gwhere}: unknown graph (expected one of {sorted(GRAPH_INPUTS)})")
+        path = _inside(root, _need(rec, "file", str, gwhere), gwhere)
+        record = GraphRecord(name, path, _need(rec, "sha256", str, gwhere), tuple(_need(rec, "inputs", list, gwhere)),
+                             tuple(_need(rec, "outputs", list, gwhere)))
+        if record.inputs != GRAPH_INPUTS[name] or record.outputs != GRAPH_OUTPUTS:
+            raise BundleError(f"{gwhere}: I/O {record.inputs} -> {record.outputs} differs from the contract "
+                              f"{GRAPH_INPUTS[name]} -> {GRAPH_OUTPUTS}")
+        if not path.is_file():
+            raise BundleError(f"{gwhere}: graph file missing: {path}")
+        if verify_hashes and sha256_of(path) != record.sha256:
+            raise BundleError(f"{gwhere}: sha256 of {path.name} does not match the manifest (file changed or "
+                              "corrupt); re-export the bundle")
+        graphs[name] = record
+    for name in REQUIRED_GRAPHS:
+        if name not in graphs:
+            raise BundleError(f"{where}: the bundle has no '{name}' graph, which the IR-only fallback needs")
+    engines = []
+    for i, rec in enumerate(manifest.get("engines") or []):
+        ewhere = f"{where} engines[{i}]"
+        engine = EngineRecord(
+            graph=_need(rec, "graph", str, ewhere),
+            path=_inside(root, _need(rec, "file", str, ewhere), ewhere),
+            precision=_need(rec, "precision", str, ewhere),
+            onnx_sha256=_need(rec, "onnx_sha256", str, ewhere),
+            sha256=_need(rec, "sha256", str, ewhere),
+            tensorrt_version=_need(rec, "tensorrt_version", str, ewhere),
+            gpu_name=_need(rec, "gpu_name", str, ewhere),
+            compute_capability=str(_need(rec, "compute_capability", (str, int, float), ewhere)),
+        )
+        if engine.graph not in graphs:
+            raise BundleError(f"{ewhere}: engine for unknown graph {engine.graph!r}")
+        if engine.precision not in PRECISIONS:
+            raise BundleError(f"{ewhere}: precision must be one of {PRECISIONS}, got {engine.precision!r}")
+        engines.append(engine)
+    return Bundle(root, manifest, height, width, class_names, palette, graphs, engines)
+
+
+def engine_problems(engine: EngineRecord, bundle: Bundle, tensorrt_version: str, gpu_name: str,
+                    compute_capability: str, check_file_hash: bool = True) -> list[str]:
+    """Why `engine` cannot run here (empty list: it can). TensorRT engines are
+    tied to the TensorRT version and GPU they were built with, and to the
+    ONNX graph they came from."""
+    problems = []
+    graph = bundle.graphs[engine.graph]
+    if engine.onnx_sha256 != graph.sha256:
+        problems.append(f"{engine.path.name} was built from a different {graph.path.name} (ONNX hash changed); "
+                        "rebuild it with `python -m engines.build`")
+    if engine.tensorrt_version != tensorrt_version:
+        problems.append(f"{engine.path.name} was built with TensorRT {engine.tensorrt_version}, this machine runs "
+                        f"{tensorrt_version}; rebuild it here")
+    if engine.compute_capability != str(compute_capability) or engine.gpu_name != gpu_name:
+        problems.append(f"{engine.path.name} was built for {engine.gpu_name} (sm {engine.compute_capability}), this "
+                        f"GPU is {gpu_name} (sm {compute_capability}); rebuild it here")
+    if not engine.path.is_file():
+        problems.append(f"engine file missing: {engine.path}")
+    elif check_file_hash and sha256_of(engine.path) != engine.sha256:
+        problems.append(f"{engine.path.name} does not match its recorded sha256 (truncated or corrupt); rebuild it")
+    return problems

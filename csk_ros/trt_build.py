@@ -1,0 +1,534 @@
+"""Building TensorRT engines for a model bundle, and the pure helpers around it.
+
+This module imports NOTHING from TensorRT or CUDA at import time: naming,
+manifest records, I/O checks, the trtexec equivalent, the ONNX pre-flight
+check and the calibration data are plain Python / numpy and are unit-tested
+on machines without a GPU. Only `build_engine_bytes`, `inspect_engine_bytes`
+and `make_entropy_calibrator` import `tensorrt` / `cuda-python`, inside the
+function, and raise ImportError with the install hint when they are absent.
+
+Used by `python -m engines.build` (offline) and by the TensorRT runner when
+the node is started with rebuild enabled (csk_ros.backends.tensorrt_backend).
+
+TensorRT facts this code relies on (TensorRT 10; see the report in the PR):
+- networks are always explicit-batch (the EXPLICIT_BATCH flag is ignored), so
+  `create_network(0)`;
+- UINT8 is accepted ONLY as a network input or output type; the ONNX parser
+  rejects any node whose uint8 output is not a graph output ("TensorRT does not
+  support UINT8 types for intermediate tensors"). Our graphs must Cast a uint8
+  input to float before any other op touches it; `uint8_intermediate_problems`
+  checks that without TensorRT;
+- INT8 through a calibrator (implicit quantization) still works in TensorRT 10
+  but is deprecated since 10.1 in favour of explicit Q/DQ quantization.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import (GRAPH_INPUTS, GRAPH_OUTPUTS, MANIFEST, PRECISIONS, Bundle, BundleError, EngineRecord,
+                     atomic_write_bytes, engine_problems, load_manifest, sha256_of, write_manifest)
+
+INSTALL_HINT = ("install the TensorRT Python bindings and cuda-python: `pip install tensorrt-cu12 cuda-python` "
+                "on a desktop/server GPU, or on Jetson the JetPack package `python3-libnvinfer` "
+                "(apt) plus `pip install cuda-python` matching JetPack's CUDA")
+TORCH_TRT_INSTALL_HINT = ("install Torch-TensorRT matching your torch and CUDA (`pip install torch-tensorrt`; on "
+                          "Jetson use NVIDIA's JetPack wheels), or build with --via tensorrt from the bundle's ONNX")
+DEFAULT_WORKSPACE_MB = 1024
+DEFAULT_CALIB_IMAGES = 300
+ENGINE_DTYPE = "uint8"  # every I/O tensor of our graphs (contract 3)
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT could not build an engine; the message lists the reasons."""
+
+
+# --------------------------------------------------------------------------- imports
+
+def import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise ImportError(f"TensorRT Python bindings not found ({exc}); {INSTALL_HINT}") from exc
+    return tensorrt
+
+
+def import_cudart():
+    """cuda-python's runtime module: `cuda.bindings.runtime` (cuda-python >= 12.6)
+    or the older `cuda.cudart`."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError as exc:
+            raise ImportError(f"cuda-python not found ({exc}); {INSTALL_HINT}") from exc
+    return cudart
+
+
+def cuda_check(result, what: str = "CUDA call"):
+    """cuda-python calls return (error, *values); raise on error, return the value(s)."""
+    if not isinstance(result, tuple):
+        result = (result,)
+    err, values = result[0], result[1:]
+    if int(err) != 0:
+        raise RuntimeError(f"{what} failed: {err}")
+    return values[0] if len(values) == 1 else values
+
+
+# --------------------------------------------------------------------------- naming
+
+_DROP_TOKENS = {"nvidia", "geforce", "tesla", "quadro", "jetson", "agx", "gpu", "graphics", "nvgpu", "pcie",
+                "sxm", "sxm2", "sxm4", "sxm5", "nvl", "mig", "laptop", "edition", "generation"}
+_MEMORY_TOKEN = re.compile(r"^(\d+(gb|g|mb)|hbm\d*e?|gddr\d*x?)$")
+
+
+def gpu_slug(gpu_name: str, max_len: int = 16) -> str:
+    """Short file-name tag for a GPU. Rule: lowercase, split on non-alphanumerics,
+    drop vendor/brand/form-factor words (nvidia, geforce, tesla, quadro, jetson,
+    agx, pcie, sxm*, ...) and memory tokens (80gb, hbm3, gddr6x), join the rest
+    without separators, cut to 16 characters; "gpu" when nothing is left.
+    "NVIDIA Jetson AGX Orin" -> "orin", "Orin (nvgpu)" -> "orin", "NVIDIA Jetson
+    Orin Nano" -> "orinnano", "NVIDIA H100 80GB HBM3" -> "h100", "NVIDIA GeForce
+    RTX 4090" -> "rtx4090", "Tesla T4" -> "t4". The slug only names files: the
+    manifest keeps the full name, and that is what engines are matched on."""
+    tokens = [t for t in re.split(r"[^0-9a-z]+", gpu_name.lower()) if t]
+    kept = [t for t in tokens if t not in _DROP_TOKENS and not _MEMORY_TOKEN.match(t)]
+    return "".join(kept)[:max_len] or "gpu"
+
+
+def _short_version(trt_version: str) -> str:
+    parts = re.findall(r"\d+", trt_version)
+    return ".".join(parts[:2]) if parts else "unknown"
+
+
+def engine_file_name(graph: str, precision: str, trt_version: str, gpu_name: str) -> str:
+    """`<graph>.<precision>.trt<major.minor>.<gpu slug>.engine`, e.g.
+    `ir_only.fp16.trt10.8.orin.engine` (full versions live in the manifest)."""
+    if graph not in GRAPH_INPUTS:
+        raise ValueError(f"unknown graph {graph!r} (expected one of {sorted(GRAPH_INPUTS)})")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return f"{graph}.{precision}.trt{_short_version(trt_version)}.{gpu_slug(gpu_name)}.engine"
+
+
+def calibration_cache_path(bundle: Bundle, graph: str, template: str | None = None, shared: bool = False) -> Path:
+    """Where the INT8 calibration cache of `graph` lives. Default: in the bundle,
+    named after the ONNX hash, so a re-exported graph never reuses stale scales.
+    A user path may contain '{graph}'; without it, a path `shared` by several
+    graphs gets '.<graph>' inserted before its extension."""
+    if not template:
+        return bundle.root / f"{graph}.{bundle.graphs[graph].sha256[:12]}.int8.calib"
+    if "{graph}" in template:
+        return Path(template.replace("{graph}", graph)).expanduser()
+    path = Path(template).expanduser()
+    return path.with_name(f"{path.stem}.{graph}{path.suffix}") if shared else path
+
+
+def trtexec_command(onnx_path, engine_path, precision: str, workspace_mb: int, calib_cache=None) -> str:
+    """The trtexec line that builds the same engine (TensorRT 10 flags).
+    INT8 also enables FP16 for the layers TensorRT cannot run in INT8 (argmax,
+    reductions), as build_engine_bytes does. Without --calib trtexec uses
+    placeholder INT8 scales, fine for timing but not for accuracy."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    parts = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
+             f"--memPoolSize=workspace:{int(workspace_mb)}M"]
+    if precision in ("fp16", "int8"):
+        parts.append("--fp16")
+    if precision == "int8":
+        parts.append("--int8")
+        if calib_cache:
+            parts.append(f"--calib={calib_cache}")
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+# --------------------------------------------------------------------------- I/O checks
+
+def expected_io(bundle: Bundle, graph: str) -> dict[str, tuple[str, tuple[int, ...], str]]:
+    """name -> (mode, shape, dtype) that an engine for `graph` must have."""
+    h, w = bundle.height, bundle.width
+    shapes = {"eo": (1, h, w, 3), "ir": (1, h, w), "mask": (1, h, w), "confidence": (1, h, w)}
+    io = {name: ("input", shapes[name], ENGINE_DTYPE) for name in bundle.graphs[graph].inputs}
+    io.update({name: ("output", shapes[name], ENGINE_DTYPE) for name in GRAPH_OUTPUTS})
+    return io
+
+
+def io_problems(actual: dict, expected: dict, where: str) -> list[str]:
+    """Compare an engine's I/O tensors (name -> (mode, shape, dtype)) with the contract."""
+    problems = []
+    missing, extra = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
+    if missing or extra:
+        problems.append(f"{where}: I/O tensors {sorted(actual)} differ from the manifest's {sorted(expected)}"
+                        + (f" (missing {missing})" if missing else "") + (f" (unexpected {extra})" if extra else ""))
+    for name in sorted(set(actual) & set(expected)):
+        mode, shape, dtype = actual[name]
+        e_mode, e_shape, e_dtype = expected[name]
+        if (mode, tuple(shape), dtype) != (e_mode, tuple(e_shape), e_dtype):
+            problems.append(f"{where}: tensor '{name}' is {mode} {dtype} {list(shape)}, the manifest says "
+                            f"{e_mode} {e_dtype} {list(e_shape)}")
+    return problems
+
+
+def select_engine(bundle: Bundle, graph: str, trt_version: str, gpu_name: str, compute_capability: str,
+                  precision: str | None = None) -> tuple[EngineRecord | None, list[str]]:
+    """The engine record of `graph` that can run here (the most recently recorded
+    one, restricted to `precision` when given), or None and the reasons why none can."""
+    problems, usable = [], None
+    candidates = [e for e in bundle.engines_for(graph) if precision in (None, e.precision)]
+    if not candidates:
+        wanted = f"{precision} " if precision else ""
+        problems.append(f"the bundle has no {wanted}TensorRT engine for graph '{graph}'; build one with "
+                        f"`python -m engines.build --bundle {bundle.root} --graphs {graph}`")
+    for engine in candidates:
+        found = engine_problems(engine, bundle, trt_version, gpu_name, compute_capability)
+        if found:
+            problems.extend(found)
+        else:
+            usable = engine  # later records are newer: keep the last usable one
+    return usable, ([] if usable else problems)
+
+
+def rebuild_precision(bundle: Bundle, graph: str, precision: str | None = None) -> str:
+    """Precision for an automatic rebuild: the one asked for, else that of the newest
+    recorded engine of the graph, else fp16. INT8 is never chosen implicitly: it
+    needs calibration images, which a node starting up does not have."""
+    if precision:
+        return precision
+    previous = [e.precision for e in bundle.engines_for(graph) if e.precision != "int8"]
+    return previous[-1] if previous else "fp16"
+
+
+def uint8_intermediate_problems(onnx_path) -> list[str] | None:
+    """TensorRT pre-flight without TensorRT: nodes that produce a uint8 tensor which
+    is not a graph output (the ONNX parser rejects those). None when the `onnx`
+    package is not installed (check skipped)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is best effort; Cast targets and I/O types still tell most
+        pass
+    graph = model.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.output, *graph.value_info]}
+    for node in graph.node:
+        if node.op_type == "Cast":
+            to = next((a.i for a in node.attribute if a.name == "to"), None)
+            if to is not None and node.output:
+                types[node.output[0]] = to
+    outputs = {o.name for o in graph.output}
+    problems = []
+    for node in graph.node:
+        for tensor in node.output:
+            if tensor and tensor not in outputs and types.get(tensor) == onnx.TensorProto.UINT8:
+                problems.append(f"{Path(onnx_path).name}: node '{node.name or node.op_type}' ({node.op_type}) "
+                                f"produces uint8 tensor '{tensor}' that is not a graph output; TensorRT accepts "
+                                "UINT8 only as network input/output, so Cast uint8 inputs to float before any "
+                                "other op (e.g. `.float()` before permute/unsqueeze in engines/graphs.py) and "
+                                "re-export")
+    return problems
+
+
+# --------------------------------------------------------------------------- TensorRT build
+
+def format_parser_error(error) -> str:
+    """One line for an ONNX parser error (TensorRT's IParserError)."""
+    def call(name):
+        fn = getattr(error, name, None)
+        try:
+            return fn() if callable(fn) else None
+        except Exception:
+            return None
+    desc = call("desc") or str(error)
+    node, node_name, op = call("node"), call("node_name"), call("node_operator")
+    where = " ".join(p for p in (f"node {node}" if node not in (None, -1) else "",
+                                 f"'{node_name}'" if node_name else "", f"({op})" if op else "") if p)
+    return f"{where}: {desc}" if where else str(desc)
+
+
+def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WORKSPACE_MB,
+                       calibrator=None, log=print) -> bytes:
+    """Parse the ONNX graph and build a serialized engine (the bytes of a .engine file)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and calibrator is None:
+        raise ValueError("INT8 needs a calibrator (real EO/IR images): see make_entropy_calibrator")
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch always; no flag needed
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [format_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineBuildError(f"TensorRT's ONNX parser rejected {onnx_path}:\n  " +
+                               "\n  ".join(errors or ["(no parser error recorded)"]))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = calibrator  # implicit quantization: deprecated since 10.1, still supported
+    started = time.monotonic()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError(f"TensorRT could not build an engine from {onnx_path} ({precision}); its log "
+                               "above says why (unsupported layer, too little workspace, ...)")
+    if log:
+        log(f"built {Path(onnx_path).name} ({precision}) in {time.monotonic() - started:.0f} s")
+    return bytes(serialized)
+
+
+def inspect_engine_bytes(data: bytes) -> dict[str, tuple[str, tuple[int, ...], str]]:
+    """Deserialize an engine and return its I/O tensors: name -> (mode, shape, dtype)."""
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.ERROR)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(data)
+    if engine is None:
+        raise EngineBuildError("the engine could not be deserialized (corrupt or built by another TensorRT)")
+    return engine_io(trt, engine)
+
+
+def engine_io(trt, engine) -> dict[str, tuple[str, tuple[int, ...], str]]:
+    io = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        mode = "input" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output"
+        try:
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name
+        except TypeError:  # types numpy lacks (bf16, fp8, int4)
+            dtype = str(engine.get_tensor_dtype(name))
+        io[name] = (mode, tuple(int(d) for d in engine.get_tensor_shape(name)), dtype)
+    return io
+
+
+# --------------------------------------------------------------------------- manifest
+
+def record_engine(bundle_dir, graph: str, file_name: str, precision: str, onnx_sha256: str, engine_sha256: str,
+                  tensorrt_version: str, gpu_name: str, compute_capability: str, **extra) -> dict:
+    """Add an engine record to manifest.json atomically, replacing any record for the
+    same graph + precision + GPU (one engine per graph, precision and GPU model).
+    The rewritten manifest is validated with load_manifest before this returns."""
+    root = Path(bundle_dir).expanduser().resolve()
+    load_manifest(root, verify_hashes=False)  # a valid bundle to start from
+    manifest = json.loads((root / MANIFEST).read_text())
+    record = dict(graph=graph, file=file_name, precision=precision, onnx_sha256=onnx_sha256, sha256=engine_sha256,
+                  tensorrt_version=str(tensorrt_version), gpu_name=gpu_name,
+                  compute_capability=str(compute_capability), **extra)
+    kept = [e for e in manifest.get("engines") or []
+            if not (e.get("graph") == graph and e.get("precision") == precision and e.get("gpu_name") == gpu_name)]
+    manifest["engines"] = kept + [record]
+    write_manifest(root, manifest)
+    load_manifest(root, verify_hashes=False)
+    return record
+
+
+def build_and_record(bundle: Bundle, graph: str, precision: str, runtime_info: tuple[str, str, str], build_fn,
+                     inspect_fn=None, log=print, **extra) -> EngineRecord:
+    """Build one engine with `build_fn(graph_record) -> bytes`, check its I/O with
+    `inspect_fn(bytes)` (when given), write it atomically into the bundle and record
+    it. Nothing is written unless the engine is complete and matches the contract."""
+    trt_version, gpu_name, compute_capability = runtime_info
+    record = bundle.graphs[graph]
+    if sha256_of(record.path) != record.sha256:
+        raise BundleError(f"{record.path.name} changed since the manifest was written; re-export the bundle")
+    file_name = engine_file_name(graph, precision, trt_version, gpu_name)
+    data = build_fn(record)
+    if not data:
+        raise EngineBuildError(f"building {file_name} produced no engine")
+    if inspect_fn is not None:
+        problems = io_problems(inspect_fn(data), expected_io(bundle, graph), file_name)
+        if problems:
+            raise EngineBuildError("; ".join(problems))
+    atomic_write_bytes(bundle.root / file_name, data)
+    record_engine(bundle.root, graph, file_name, precision, onnx_sha256=record.sha256,
+                  engine_sha256=hashlib.sha256(data).hexdigest(), tensorrt_version=trt_version, gpu_name=gpu_name,
+                  compute_capability=compute_capability, built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  **extra)
+    bundle.engines[:] = load_manifest(bundle.root, verify_hashes=False).engines
+    if log:
+        log(f"wrote {bundle.root / file_name} ({len(data) / 2**20:.1f} MiB) and recorded it in {MANIFEST}")
+    return next(e for e in bundle.engines if e.path.name == file_name)
+
+
+# --------------------------------------------------------------------------- INT8 calibration data
+
+EO_DIRS = ("eo", "rgb", "vi", "visible", "color")
+IR_DIRS = ("ir", "thermal", "lwir", "th")
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+CALIB_LAYOUT = ("calibration images: either paired folders <dir>/{eo|rgb|vi}/NAME.png + <dir>/{ir|thermal}/NAME.png "
+                "(matched by file name), or 4-channel RGB+thermal images (MFNet style) directly in <dir>; an "
+                "IR-only graph also accepts single-channel thermal images directly in <dir>")
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTS}
+
+
+def _subdir(root: Path, names) -> Path | None:
+    return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+def calibration_sources(images_dir, inputs: tuple[str, ...], max_images: int) -> list[tuple[Path | None, Path | None]]:
+    """(eo file, ir file) per calibration sample; a packed file appears in both slots."""
+    root = Path(images_dir).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"calibration image folder not found: {root}")
+    eo_dir, ir_dir = _subdir(root, EO_DIRS), _subdir(root, IR_DIRS)
+    need_eo, need_ir = "eo" in inputs, "ir" in inputs
+    if (need_eo and eo_dir) or (need_ir and ir_dir):
+        if (need_eo and not eo_dir) or (need_ir and not ir_dir):
+            raise ValueError(f"{root}: graph inputs {list(inputs)} need both an EO and an IR folder; {CALIB_LAYOUT}")
+        eo = _images(eo_dir) if need_eo else {}
+        ir = _images(ir_dir) if need_ir else {}
+        stems = sorted(set(eo) & set(ir)) if need_eo and need_ir else sorted(eo or ir)
+        items = [(eo.get(s), ir.get(s)) for s in stems]
+    else:
+        items = [(p, p) for p in _images(root).values()]
+    if not items:
+        raise ValueError(f"no calibration images for inputs {list(inputs)} in {root}; {CALIB_LAYOUT}")
+    return items[:max_images]
+
+
+def _read_any(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot read calibration image {path}")
+    return img
+
+
+def _split_channels(img: np.ndarray, path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(EO RGB, IR) from one image as OpenCV read it (BGR order)."""
+    if img.ndim == 2:
+        return None, img
+    if img.shape[2] == 4:  # MFNet: B, G, R, thermal
+        return img[..., 2::-1], img[..., 3]
+    if img.shape[2] == 3:
+        grey = img[..., 0] if (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all() else None
+        return img[..., ::-1], grey
+    raise ValueError(f"calibration image {path} has {img.shape[2]} channels; expected 1, 3 or 4")
+
+
+def _to_uint8_eo(eo: np.ndarray) -> np.ndarray:
+    if eo.dtype == np.uint16:
+        return (eo.astype(np.uint32) // 257).astype(np.uint8)
+    if eo.dtype != np.uint8:
+        raise ValueError(f"EO calibration images must be 8 or 16 bit, got {eo.dtype}")
+    return eo
+
+
+def calibration_batches(images_dir, height: int, width: int, inputs: tuple[str, ...],
+                        max_images: int = DEFAULT_CALIB_IMAGES, thermal=None):
+    """Iterator of graph feeds {'eo': [1,H,W,3] uint8 RGB, 'ir': [1,H,W] uint8} from
+    real images, resized (bilinear, as the eval transform) to the bundle size.
+    Thermal of more than 8 bits is scaled with the bundle's thermal rule before
+    resizing, as in training. The graphs normalise internally, so these raw camera
+    bytes are exactly what the engine sees at run time. The folder is listed (and
+    a bad folder reported) at call time; images are read lazily, one per step."""
+    from .thermal import ThermalScaling, scale_thermal_to_uint8
+
+    inputs = tuple(inputs)
+    unknown = [i for i in inputs if i not in ("eo", "ir")]
+    if unknown or not inputs:
+        raise ValueError(f"graph inputs must be some of ('eo', 'ir'), got {inputs}")
+    rule = thermal if isinstance(thermal, ThermalScaling) else ThermalScaling.from_dict(thermal)
+    items = calibration_sources(images_dir, inputs, max_images)
+
+    def generate():
+        import cv2
+
+        for eo_path, ir_path in items:
+            cache: dict[Path, tuple] = {}
+            feed = {}
+            for name, path in (("eo", eo_path), ("ir", ir_path)):
+                if name not in inputs:
+                    continue
+                if path not in cache:
+                    cache[path] = _split_channels(_read_any(path), path)
+                eo, ir = cache[path]
+                if name == "eo":
+                    if eo is None:
+                        raise ValueError(f"{path} has no colour channels for the EO input; {CALIB_LAYOUT}")
+                    img = _to_uint8_eo(np.ascontiguousarray(eo))
+                else:
+                    if ir is None:
+                        raise ValueError(f"{path} has no thermal channel for the IR input; {CALIB_LAYOUT}")
+                    img = scale_thermal_to_uint8(np.ascontiguousarray(ir), rule)
+                img = cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
+                feed[name] = np.ascontiguousarray(img[None], dtype=np.uint8)
+            yield feed
+
+    return generate()
+
+
+def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, max_images: int = DEFAULT_CALIB_IMAGES):
+    """An instance of a trt.IInt8EntropyCalibrator2 subclass feeding real images.
+
+    Notes on uint8 network inputs: TensorRT hands `get_batch` the names of the
+    network inputs and expects one device pointer each, holding a batch in the
+    input's own type and shape: here [1,H,W(,3)] uint8, i.e. the raw camera bytes
+    (the in-graph Cast + normalisation run during calibration like at run time,
+    so no float preprocessing happens here). The batch size is 1 (explicit batch;
+    get_batch_size is deprecated in TensorRT 10 and only has to agree). The cache
+    is written after calibration and reused on the next build if it exists."""
+    trt = import_tensorrt()
+    cudart = import_cudart()
+    inputs = bundle.graphs[graph].inputs
+    # The cache alone is enough for TensorRT; images are only listed when there is no cache.
+    have_cache = Path(cache_path).is_file()
+    batches = iter(()) if have_cache else calibration_batches(
+        images_dir, bundle.height, bundle.width, inputs, max_images, bundle.thermal_scaling)
+    shapes = {k: v[1] for k, v in expected_io(bundle, graph).items() if v[0] == "input"}
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.cache_path = Path(cache_path)
+            self.device = {n: cuda_check(cudart.cudaMalloc(int(np.prod(s))), "cudaMalloc") for n, s in shapes.items()}
+            self.count = 0
+
+        def get_batch_size(self):
+            return 1
+
+        def get_batch(self, names):
+            feed = next(batches, None)
+            if feed is None:
+                return None
+            for name in names:
+                array = feed[name]
+                cuda_check(cudart.cudaMemcpy(self.device[name], array.ctypes.data, array.nbytes,
+                                             cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
+            self.count += 1
+            return [int(self.device[name]) for name in names]
+
+        def read_calibration_cache(self):
+            return self.cache_path.read_bytes() if self.cache_path.is_file() else None
+
+        def write_calibration_cache(self, cache):
+            atomic_write_bytes(self.cache_path, bytes(cache))
+
+        def free(self):
+            for ptr in self.device.values():
+                cudart.cudaFree(ptr)
+            self.device = {}
+
+    return EntropyCalibrator()
+
+
+__all__ = ["INSTALL_HINT", "TORCH_TRT_INSTALL_HINT", "DEFAULT_WORKSPACE_MB", "EngineBuildError", "import_tensorrt",
+           "import_cudart", "cuda_check", "gpu_slug", "engine_file_name", "calibration_cache_path", "trtexec_command",
+           "expected_io", "io_problems", "select_engine", "rebuild_precision", "uint8_intermediate_problems", "format_parser_error",
+           "build_engine_bytes", "inspect_engine_bytes", "engine_io", "record_engine", "build_and_record",
+           "calibration_sources", "calibration_batches", "make_entropy_calibrator"]

@@ -1,0 +1,212 @@
+"""Real TensorRT: build, load, infer, parity with ONNX Runtime, shared device
+memory, corrupt/stale engines and the `auto` fallback, INT8 calibration and the
+Torch-TensorRT route. Everything here needs the TensorRT Python bindings,
+cuda-python and a CUDA GPU, and is skipped (with the reason) elsewhere; the
+GPU-free parts of the same code are tested in test_trt_build.py."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+trt = pytest.importorskip("tensorrt", reason="TensorRT Python bindings are not installed (GPU machines only: "
+                          "pip install tensorrt-cu12 cuda-python, or JetPack's python3-libnvinfer)")
+
+from csk_ros.trt_build import import_cudart  # noqa: E402
+
+try:
+    cudart = import_cudart()
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    pytest.skip(f"cuda-python is not installed: {exc}", allow_module_level=True)
+_err, _count = cudart.cudaGetDeviceCount()
+if int(_err) != 0 or _count < 1:  # pragma: no cover - depends on the machine
+    pytest.skip(f"no CUDA GPU visible to TensorRT ({_err})", allow_module_level=True)
+
+from csk_ros.backends import load_bundle  # noqa: E402
+from csk_ros.backends.tensorrt_backend import TensorRTRunner, tensorrt_runtime_info  # noqa: E402
+from csk_ros.bundle import BundleError, load_manifest, sha256_of  # noqa: E402
+from csk_ros.trt_build import (build_and_record, build_engine_bytes, expected_io, inspect_engine_bytes,  # noqa: E402
+                               select_engine)
+from test_trt_build import float_graph, make_fake_bundle, run_build  # noqa: E402
+
+H, W = 64, 80
+
+
+def random_frames(seed, n=4):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), rng.integers(0, 256, (H, W), dtype=np.uint8))
+            for _ in range(n)]
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    return make_fake_bundle(tmp_path / "bundle", h=H, w=W, make=float_graph)
+
+
+def build(bundle_dir, precision="fp32"):
+    bundle = load_manifest(bundle_dir)
+    info = tensorrt_runtime_info()
+    for graph in ("fused", "ir_only"):
+        build_and_record(bundle, graph, precision, info,
+                         lambda rec, p=precision: build_engine_bytes(rec.path, p, 256, log=None),
+                         inspect_fn=inspect_engine_bytes, log=None)
+    return load_manifest(bundle_dir)
+
+
+def test_runtime_info_names_this_gpu():
+    version, gpu, cc = tensorrt_runtime_info()
+    assert version == trt.__version__ and gpu and "\x00" not in gpu
+    major, minor = cc.split(".")
+    assert int(major) >= 5 and minor.isdigit()
+
+
+def test_cli_builds_records_and_the_runtime_matches_onnxruntime(bundle_dir):
+    result = run_build("--bundle", bundle_dir, "--precision", "fp32", "--workspace-mb", "256")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("trtexec --onnx=") == 2
+    bundle = load_manifest(bundle_dir)
+    info = tensorrt_runtime_info()
+    assert {e.graph for e in bundle.engines} == {"fused", "ir_only"}
+    for engine in bundle.engines:
+        assert (engine.tensorrt_version, engine.gpu_name, engine.compute_capability) == info
+        assert engine.onnx_sha256 == bundle.graphs[engine.graph].sha256 and engine.sha256 == sha256_of(engine.path)
+    trt_seg = load_bundle(bundle_dir, backend="tensorrt")
+    ort_seg = load_bundle(bundle_dir, backend="onnxruntime")
+    assert trt_seg.backend_name == "tensorrt" and trt_seg.fallback_reason is None
+    assert trt_seg.info["precision"] == {"fused": "fp32", "ir_only": "fp32"}
+    for eo, ir in random_frames(0):
+        for a, b in ((trt_seg.fused(eo, ir), ort_seg.fused(eo, ir)), (trt_seg.ir_only(ir), ort_seg.ir_only(ir))):
+            assert a[0].dtype == a[1].dtype == np.uint8 and a[0].shape == (H, W)
+            assert (a[0] == b[0]).mean() >= 0.999  # argmax ties aside, identical
+            assert np.abs(a[1].astype(int) - b[1].astype(int)).max() <= 1
+    trt_seg.close()
+    trt_seg.close()  # idempotent
+
+
+def test_fp16_engine_parity(bundle_dir):
+    build(bundle_dir, "fp16")
+    trt_seg = load_bundle(bundle_dir, backend="tensorrt")
+    ort_seg = load_bundle(bundle_dir, backend="onnxruntime")
+    for eo, ir in random_frames(1):
+        (m1, c1), (m2, c2) = trt_seg.fused(eo, ir), ort_seg.fused(eo, ir)
+        assert (m1 == m2).mean() >= 0.98
+        assert np.percentile(np.abs(c1.astype(int) - c2.astype(int)), 99) <= 2
+    trt_seg.close()
+
+
+def test_engines_share_one_device_memory_block(bundle_dir):
+    bundle = build(bundle_dir)
+    runner = TensorRTRunner(bundle, ("fused", "ir_only"))
+    sizes = []
+    for graph in ("fused", "ir_only"):
+        engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(
+            select_engine(bundle, graph, *tensorrt_runtime_info())[0].path.read_bytes())
+        sizes.append(int(getattr(engine, "device_memory_size_v2", None) or engine.device_memory_size))
+    assert runner.device_memory_bytes == max(sizes + [256])
+    assert runner.info["device_memory_bytes"] == runner.device_memory_bytes
+    (eo, ir), = random_frames(2, n=1)
+    first = runner.run("fused", {"eo": eo[None], "ir": ir[None]})
+    only_ir = runner.run("ir_only", {"ir": ir[None]})
+    again = runner.run("fused", {"eo": eo[None], "ir": ir[None]})  # the IR-only run reused the same scratch
+    assert all((a == b).all() for a, b in zip(first, again))
+    assert only_ir[0].shape == (1, H, W)
+    runner.close()
+
+
+def _rewrite_engine(bundle_dir, graph, data=None, **fields):
+    manifest_path = bundle_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for rec in manifest["engines"]:
+        if rec["graph"] == graph:
+            if data is not None:
+                (bundle_dir / rec["file"]).write_bytes(data)
+                rec["sha256"] = sha256_of(bundle_dir / rec["file"])
+            rec.update(fields)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_corrupt_engine_is_a_bundle_error_and_auto_falls_back(bundle_dir):
+    build(bundle_dir)
+    _rewrite_engine(bundle_dir, "ir_only", data=b"\x00not an engine" * 64)  # hash updated: only TensorRT can tell
+    with pytest.raises(BundleError, match="could not be deserialized"):
+        load_bundle(bundle_dir, backend="tensorrt")
+    seg = load_bundle(bundle_dir, backend="auto")
+    assert seg.backend_name == "onnxruntime" and "could not be deserialized" in seg.fallback_reason
+
+
+def test_stale_engine_refused_then_rebuilt(bundle_dir):
+    build(bundle_dir)
+    _rewrite_engine(bundle_dir, "fused", tensorrt_version="9.0.0")
+    with pytest.raises(BundleError, match="TensorRT 9.0.0"):
+        load_bundle(bundle_dir, backend="tensorrt")
+    seg = load_bundle(bundle_dir, backend="auto")
+    assert seg.backend_name == "onnxruntime" and "rebuild" in seg.fallback_reason
+    seg = load_bundle(bundle_dir, backend="tensorrt", rebuild=True)
+    assert seg.backend_name == "tensorrt" and seg.runner.info["rebuilt"] == ["fused"]
+    (fresh,) = [e for e in load_manifest(bundle_dir).engines if e.graph == "fused"]  # the stale record was replaced
+    assert fresh.tensorrt_version == trt.__version__ and fresh.precision == "fp32"
+    seg.close()
+
+
+def test_engine_with_wrong_io_is_refused(bundle_dir, tmp_path):
+    """An engine built from another bundle size: names right, shapes wrong."""
+    other = make_fake_bundle(tmp_path / "other", graphs=("ir_only",), h=32, w=40, make=float_graph)
+    data = build_engine_bytes(other / "ir_only.onnx", "fp32", 256, log=None)
+    assert inspect_engine_bytes(data)["ir"] == ("input", (1, 32, 40), "uint8")
+    build(bundle_dir)
+    _rewrite_engine(bundle_dir, "ir_only", data=data)
+    with pytest.raises(BundleError, match="tensor 'ir' is input uint8 \\[1, 32, 40\\]"):
+        load_bundle(bundle_dir, backend="tensorrt")
+
+
+def test_int8_build_with_calibration_images_and_cache(bundle_dir, tmp_path):
+    images = tmp_path / "calib"
+    (images / "rgb").mkdir(parents=True)
+    (images / "ir").mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        cv2.imwrite(str(images / "rgb" / f"{i}.png"), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+        cv2.imwrite(str(images / "ir" / f"{i}.png"), rng.integers(0, 256, (H, W), dtype=np.uint8))
+    cache = tmp_path / "{graph}.calib"
+    result = run_build("--bundle", bundle_dir, "--precision", "int8", "--calib-images", images,
+                       "--calib-cache", cache, "--workspace-mb", "256")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "fused.calib").is_file() and (tmp_path / "ir_only.calib").is_file()
+    result = run_build("--bundle", bundle_dir, "--precision", "int8", "--calib-cache", cache)  # cache only
+    assert result.returncode == 0, result.stderr
+    seg = load_bundle(bundle_dir, backend="tensorrt")
+    assert seg.info["precision"] == {"fused": "int8", "ir_only": "int8"}
+    mask, conf = seg.ir_only(random_frames(4, n=1)[0][1])
+    assert mask.shape == conf.shape == (H, W)
+    seg.close()
+
+
+def test_torch_tensorrt_route(bundle_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch_tensorrt", reason="Torch-TensorRT is not installed")
+    from engines.graphs import DeployGraph
+    from training.checkpoint import model_from_checkpoint, save_checkpoint
+    from training.model import build_model
+
+    cfg = dict(arch="csknet", depth=10, width=8, output_stride=8, aspp_channels=16, aspp_rates=[2, 4, 6],
+               num_classes=4)
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, model_state=build_model(cfg).state_dict(), config={"model": cfg}, stage="test", step=0)
+    result = run_build("--bundle", bundle_dir, "--via", "torch-tensorrt", "--checkpoint", ckpt,
+                       "--precision", "fp32", "--graphs", "ir_only")
+    assert result.returncode == 0, result.stderr
+    (engine,) = load_manifest(bundle_dir).engines
+    assert inspect_engine_bytes(engine.path.read_bytes()) == expected_io(load_manifest(bundle_dir), "ir_only")
+    seg = load_bundle(bundle_dir, backend="auto")  # fused has no engine: the runner refuses, auto falls back
+    assert seg.backend_name == "onnxruntime"
+    runner = TensorRTRunner(load_manifest(bundle_dir), ("ir_only",))
+    model, _ = model_from_checkpoint(ckpt)
+    ir = random_frames(5, n=1)[0][1]
+    with torch.no_grad():
+        ref_mask, _ = DeployGraph(model, "ir_only")(torch.from_numpy(ir[None]))
+    mask, _ = runner.run("ir_only", {"ir": ir[None]})
+    assert (mask == ref_mask.numpy()).mean() >= 0.99
+    runner.close()

@@ -1,0 +1,151 @@
+"""train -> evaluate CLIs end to end on synthetic data, checkpoints, resume,
+determinism and the DDP path (2 gloo processes on CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.config import load_config
+from training.train import main as train_main
+from training.train import train
+
+from conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_OVERRIDES = [
+    "data.size=[48,64]", "data.num_train=16", "data.num_val=8", "data.num_test=8", "data.augment.crop=[48,64]",
+    "model.depth=10", "model.width=8", "model.aspp_channels=16", "train.batch_size=4", "train.num_workers=0",
+    "train.eval_every=2", "loss.contrastive_samples=64",
+]
+
+
+def run_cli(module: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    cfg = tiny_config()
+    train(cfg, tmp_path, "csk")
+    raw = torch.load(tmp_path / "best.pt", weights_only=True)  # no pickled objects inside
+    assert raw["config"]["model"]["depth"] == 10 and raw["stage"] == "csk"
+    model, ckpt = model_from_checkpoint(tmp_path / "best.pt")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, raw["model"][name]), name
+    assert 0.0 <= ckpt["metrics"]["miou"] <= 1.0
+    assert (tmp_path / "last.pt").is_file() and any((tmp_path / "tb").iterdir())
+
+
+def test_checkpoint_loader_rejects_foreign_files(tmp_path):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a csk_ros training checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_training_is_deterministic_and_resume_continues_exactly(tmp_path, monkeypatch):
+    from training.objective import CskObjective
+
+    def weights(out):
+        return load_checkpoint(out / "last.pt")["model"]
+
+    cfg = tiny_config()
+    cfg["train"]["max_steps"] = 4
+    train(cfg, tmp_path / "a", "csk")
+    train(cfg, tmp_path / "b", "csk")
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a), "same seed must give the same weights"
+
+    # Crash in step 3 (last.pt was written at step 2), then resume.
+    calls = {"n": 0}
+    original = CskObjective.forward
+
+    def crash_on_third_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CskObjective, "forward", crash_on_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "c", "csk")
+    monkeypatch.setattr(CskObjective, "forward", original)
+    assert load_checkpoint(tmp_path / "c" / "last.pt")["step"] == 2
+    train(cfg, tmp_path / "c", "csk", resume=True)
+    c = weights(tmp_path / "c")
+    assert load_checkpoint(tmp_path / "c" / "last.pt")["step"] == 4
+    assert all(torch.allclose(a[k].float(), c[k].float(), atol=1e-6) for k in a), "resume diverged"
+
+    other = tiny_config()
+    other["train"].update(max_steps=4, seed=1)
+    train(other, tmp_path / "d", "csk")
+    d = weights(tmp_path / "d")
+    assert not all(torch.equal(a[k], d[k]) for k in a), "a different seed should change the run"
+
+
+def test_teacher_then_csk_then_evaluate_cli(tmp_path):
+    config = ROOT / "training" / "configs" / "synthetic.yaml"
+    t = run_cli("training.train", "--config", str(config), "--out", str(tmp_path / "teacher"), "--stage", "teacher",
+                "--max-steps", "2", *TINY_OVERRIDES)
+    assert t.returncode == 0, t.stderr[-2000:]
+    c = run_cli("training.train", "--config", str(config), "--out", str(tmp_path / "csk"), "--stage", "csk",
+                "--max-steps", "2", f"teacher.checkpoint={tmp_path / 'teacher' / 'best.pt'}", *TINY_OVERRIDES)
+    assert c.returncode == 0, c.stderr[-2000:]
+    assert "best fused mIoU" in c.stdout
+    for mode in ("fused", "ir_only"):
+        e = run_cli("training.evaluate", "--checkpoint", str(tmp_path / "csk" / "best.pt"), "--mode", mode,
+                    "--out", str(tmp_path / f"eval_{mode}"), "--split", "test_night")
+        assert e.returncode == 0, e.stderr[-2000:]
+        metrics = json.loads((tmp_path / f"eval_{mode}" / "metrics.json").read_text())
+        assert {"miou", "per_class_iou", "pixel_acc", "mode", "split"} <= set(metrics)
+        assert metrics["mode"] == mode and metrics["split"] == "test_night"
+        assert len(metrics["per_class_iou"]) == 9 and 0.0 <= metrics["pixel_acc"] <= 1.0
+        assert (tmp_path / f"eval_{mode}" / "confusion.png").stat().st_size > 1000
+        assert list((tmp_path / f"eval_{mode}").glob("prediction_*.png"))
+        assert "MFNet protocol" in (tmp_path / f"eval_{mode}" / "metrics.md").read_text()
+    bad = run_cli("training.evaluate", "--checkpoint", str(tmp_path / "teacher" / "best.pt"), "--mode", "fused",
+                  "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "supports modes ['eo_only']" in bad.stderr
+
+
+def test_cli_config_errors_are_clear(tmp_path):
+    config = ROOT / "training" / "configs" / "synthetic.yaml"
+    r = run_cli("training.train", "--config", str(config), "--out", str(tmp_path), "model.dept=50")
+    assert r.returncode == 2 and "unknown config key 'model.dept'" in r.stderr
+    r = run_cli("training.train", "--config", str(config), "--out", str(tmp_path), "--stage", "csk",
+                "--max-steps", "1", *TINY_OVERRIDES, "loss.kd_feature=1.0")
+    assert r.returncode == 2 and "teacher checkpoint" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["synthetic", "mfnet", "pst900", "msrs"])
+def test_shipped_configs_are_complete(name):
+    cfg = load_config(ROOT / "training" / "configs" / f"{name}.yaml")
+    assert cfg["data"]["name"] == name
+    if name != "synthetic":
+        assert cfg["model"]["depth"] == 50 and cfg["optim"]["name"] == "sgd"
+
+
+def test_ddp_two_gloo_processes_on_cpu(tmp_path):
+    config = tmp_path / "ddp.yaml"
+    cfg = tiny_config()
+    cfg["train"].update(max_steps=2, sync_bn=True)
+    config.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(29500 + os.getpid() % 1000), "-m", "training.train", "--config", str(config),
+         "--out", str(tmp_path / "out"), "--stage", "csk"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "out" / "last.pt")
+    assert ckpt["step"] == 2
+    assert "sync_bn applies to CUDA only" in r.stderr
+    model, _ = model_from_checkpoint(tmp_path / "out" / "last.pt")
+    assert model.backbone.layer1[0].bn1.bns[0].weight.shape[0] == 8

@@ -1,0 +1,96 @@
+"""`make demo`: the main job on the embedded default.
+
+Trains the EO teacher, CSK-Net and an IR-only DeepLabV3 baseline on the
+procedural synthetic RGB-T set on the CPU, evaluates fused and IR-only modes
+(day and night), and prints the table. Everything lands under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .config import load_config
+from .evaluate import evaluate_checkpoint
+from .train import train
+
+CONFIG = Path(__file__).with_name("configs") / "synthetic.yaml"
+
+
+def train_stages(out: Path, overrides: list[str], teacher_epochs: int, baseline: bool) -> dict:
+    """Teacher -> CSK-Net (distilled from it) -> optional IR baseline; returns checkpoint paths."""
+    cfg = load_config(CONFIG, overrides)
+    teacher_cfg = load_config(CONFIG, overrides + [f"train.epochs={teacher_epochs}"])
+    train(teacher_cfg, out / "teacher", "teacher")
+    ckpts = {"teacher": out / "teacher" / "best.pt"}
+    cfg["teacher"]["checkpoint"] = str(ckpts["teacher"])
+    train(cfg, out / "csk", "csk")
+    ckpts["csk"] = out / "csk" / "best.pt"
+    if baseline:
+        base_cfg = load_config(CONFIG, overrides + ["model.arch=deeplabv3", "model.modality=ir"])
+        train(base_cfg, out / "ir_baseline", "baseline")
+        ckpts["ir_baseline"] = out / "ir_baseline" / "best.pt"
+    return ckpts
+
+
+EVALUATIONS = (
+    # (row label, checkpoint key, mode, split)
+    ("CSK-Net fused", "csk", "fused", "test"),
+    ("CSK-Net fused (day)", "csk", "fused", "test_day"),
+    ("CSK-Net fused (night)", "csk", "fused", "test_night"),
+    ("CSK-Net IR-only", "csk", "ir_only", "test"),
+    ("CSK-Net IR-only (day)", "csk", "ir_only", "test_day"),
+    ("CSK-Net IR-only (night)", "csk", "ir_only", "test_night"),
+    ("EO teacher (EO-only)", "teacher", "eo_only", "test"),
+    ("IR DeepLabV3 baseline", "ir_baseline", "ir_only", "test"),
+)
+
+
+def results_table(rows: list[dict]) -> str:
+    lines = [
+        "| model / mode | split | mIoU (9 cls, MFNet protocol) | mIoU excl. unlabeled | pixel acc |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['label']} | {r['split']} | {100 * r['miou']:.1f} | {100 * r['miou_no_unlabeled']:.1f} "
+              f"| {100 * r['pixel_acc']:.1f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--no-baseline", action="store_true", help="skip the IR-only DeepLabV3 baseline")
+    p.add_argument("overrides", nargs="*", help="config overrides for training/configs/synthetic.yaml")
+    args = p.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(args.out)
+    started = time.monotonic()
+    ckpts = train_stages(out, list(args.overrides), args.teacher_epochs, not args.no_baseline)
+    trained = time.monotonic() - started
+    rows = []
+    for label, key, mode, split in EVALUATIONS:
+        if key not in ckpts:
+            continue
+        m = evaluate_checkpoint(ckpts[key], mode, out / "eval" / f"{key}_{mode}_{split}", split, examples=2)
+        rows.append({"label": label, "mode": mode, "split": split, "miou": m["miou"],
+                     "miou_no_unlabeled": m["miou_no_unlabeled"], "pixel_acc": m["pixel_acc"]})
+    total = time.monotonic() - started
+    table = results_table(rows)
+    summary = {"rows": rows, "train_seconds": trained, "total_seconds": total,
+               "checkpoints": {k: str(v) for k, v in ckpts.items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text(table + "\n")
+    print("\nSynthetic RGB-T demo (procedural data, tiny ResNet-10 CSK-Net, CPU):\n")
+    print(table)
+    print(f"\ntrained in {trained:.0f} s, total {total:.0f} s; checkpoints and figures under {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Train the EO teacher, a baseline, or CSK-Net.
+
+python -m training.train --config training/configs/synthetic.yaml --out DIR \
+    [--stage teacher|baseline|csk] [--max-steps N] [--device cpu|cuda] [--resume] [key.sub=value ...]
+
+Multi-GPU: torchrun --nproc_per_node N -m training.train ... (DDP; train.sync_bn=true for SyncBN).
+Writes DIR/best.pt, DIR/last.pt (state dict + config, weights_only-loadable)
+and TensorBoard scalars under DIR/tb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import load_config
+from .distributed import DistInfo, all_reduce_sum, init_distributed, shutdown
+from .evaluate import confusion_over
+from .metrics import summarize
+from .model import build_model
+from .objective import STAGES, CskObjective, SupervisedObjective
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def stage_model_config(cfg: dict, stage: str) -> dict:
+    """The teacher is a DeepLabV3 on EO with the configured backbone; the
+    other stages train `model` as configured."""
+    model_cfg = dict(cfg["model"])
+    if stage == "teacher":
+        model_cfg.update(arch="deeplabv3", modality="eo")
+    elif stage == "csk" and model_cfg["arch"] != "csknet":
+        raise ValueError(f"--stage csk trains model.arch=csknet, config says {model_cfg['arch']!r}")
+    elif stage == "baseline" and model_cfg["arch"] == "csknet":
+        raise ValueError("--stage baseline needs model.arch=deeplabv3 (with model.modality) or early_fusion")
+    return model_cfg
+
+
+def load_teacher(cfg: dict, device) -> nn.Module | None:
+    path = cfg["teacher"]["checkpoint"]
+    if not path:
+        return None
+    teacher, ckpt = model_from_checkpoint(path)
+    if ckpt["config"]["model"]["arch"] != "deeplabv3" or ckpt["config"]["model"]["modality"] != "eo":
+        raise ValueError(f"teacher checkpoint {path} is not an EO DeepLabV3 (train it with --stage teacher)")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
+def make_optimizer(params, optim_cfg: dict) -> torch.optim.Optimizer:
+    name = optim_cfg["name"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=optim_cfg["lr"], momentum=optim_cfg["momentum"],
+                               weight_decay=optim_cfg["weight_decay"])
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
+    raise ValueError(f"optim.name must be sgd or adamw, got {name!r}")
+
+
+def epoch_batches(sampler: DistributedSampler, batch_size: int, epoch: int, skip: int) -> list:
+    """This epoch's batches of indices, minus the first `skip` (resume mid-epoch without loading them)."""
+    sampler.set_epoch(epoch)
+    return list(BatchSampler(sampler, batch_size, drop_last=True))[skip:]
+
+
+def validate(objective, loader, mode: str, dataset, device, max_batches, dist_info: DistInfo) -> dict:
+    cm, _ = confusion_over(objective.model, loader, mode, dataset.num_classes, device, max_batches)
+    cm = all_reduce_sum(torch.as_tensor(cm), dist_info).numpy()
+    return summarize(cm, dataset.class_names)
+
+
+def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = False) -> dict:
+    """Run one stage; returns the best validation metrics."""
+    from .data import build_dataset
+
+    dist_info = init_distributed(device)
+    tcfg = cfg["train"]
+    seed_everything(tcfg["seed"] + dist_info.rank)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = dict(cfg, model=stage_model_config(cfg, stage))
+    dev = torch.device(device if device == "cpu" else f"cuda:{dist_info.local_rank}")
+
+    train_set = build_dataset(cfg["data"], "train", train=True)
+    val_set = build_dataset(cfg["data"], tcfg["eval_split"], train=False)
+    if cfg["model"]["num_classes"] != train_set.num_classes:
+        raise ValueError(f"model.num_classes={cfg['model']['num_classes']} but the dataset has "
+                         f"{train_set.num_classes} classes")
+    sampler = DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True,
+                                 seed=tcfg["seed"], drop_last=True)
+    steps_per_epoch = len(sampler) // tcfg["batch_size"]
+    if steps_per_epoch == 0:
+        raise ValueError(f"train split has {len(train_set)} images, fewer than one batch of {tcfg['batch_size']}")
+    max_steps = tcfg["max_steps"] or tcfg["epochs"] * steps_per_epoch
+    eval_every = tcfg["eval_every"] or steps_per_epoch
+    val_sampler = DistributedSampler(val_set, dist_info.world_size, dist_info.rank, shuffle=False)
+    val_loader = DataLoader(val_set, batch_size=tcfg["batch_size"], sampler=val_sampler,
+                            num_workers=tcfg["num_workers"], generator=torch.Generator().manual_seed(tcfg["seed"]))
+
+    model = build_model(cfg["model"])
+    teacher = load_teacher(cfg, dev) if stage == "csk" else None
+    if stage == "csk":
+        channels = (teacher.backbone.out_channels, teacher.cfg["aspp_channels"]) if teacher else None
+        objective = CskObjective(model, cfg["loss"], channels)
+        eval_mode = "fused"
+    else:
+        objective = SupervisedObjective(model)
+        eval_mode = objective.mode
+    if dist_info.enabled and tcfg["sync_bn"]:
+        if device == "cuda":  # torch's SyncBatchNorm runs on GPU modules only
+            objective = nn.SyncBatchNorm.convert_sync_batchnorm(objective)
+            model = objective.model
+        elif dist_info.is_main:
+            print("note: train.sync_bn applies to CUDA only; CPU DDP keeps per-process BatchNorm", file=sys.stderr)
+    objective.to(dev)
+    optimizer = make_optimizer([p for p in objective.parameters() if p.requires_grad], cfg["optim"])
+    power = cfg["optim"]["poly_power"]
+    def poly(s: int) -> float:
+        return max(0.0, 1 - s / max_steps) ** power
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+    use_amp = device == "cuda" and tcfg["amp"]
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    step, best = 0, {"miou": -math.inf}
+    if resume and (out / "last.pt").is_file():
+        ckpt = load_checkpoint(out / "last.pt")
+        objective.load_state_dict(ckpt["objective"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng_state"])
+        step, best = ckpt["step"], ckpt["best_metrics"] or best
+        # The saved lr belongs to the old schedule; recompute it for this run's max_steps.
+        for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base_lr * poly(step)
+    runner = objective
+    if dist_info.enabled:
+        runner = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[dist_info.local_rank] if device == "cuda" else None, find_unused_parameters=True)
+
+    writer = None
+    if dist_info.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+        (out / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    def save(name: str, metrics: dict) -> None:
+        save_checkpoint(out / name, model_state=model.state_dict(), config=cfg, stage=stage, step=step,
+                        metrics=metrics, extra={
+                            "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "rng_state": torch.get_rng_state(),
+                            "best_metrics": best if math.isfinite(best["miou"]) else None,
+                        })
+
+    bar = tqdm(total=max_steps, initial=step, desc=f"train {stage}", disable=not dist_info.is_main, dynamic_ncols=True)
+    while step < max_steps:
+        epoch, skip = divmod(step, steps_per_epoch)
+        train_set.set_epoch(epoch)  # augmentation is seeded by (seed, index, epoch)
+        # A private generator: DataLoader otherwise draws its worker seed from the
+        # global RNG, which would make a resumed run diverge from an uninterrupted one.
+        loader = DataLoader(train_set, batch_sampler=epoch_batches(sampler, tcfg["batch_size"], epoch, skip),
+                            num_workers=tcfg["num_workers"],
+                            generator=torch.Generator().manual_seed(tcfg["seed"] * 1000 + epoch))
+        objective.train()
+        for batch in loader:
+            eo, ir, label = (batch[k].to(dev, non_blocking=True) for k in ("eo", "ir", "label"))
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                teacher_out = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_out = teacher(eo=eo)
+                loss, parts = runner(eo, ir, label, teacher_out)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step}: {({k: v.item() for k, v in parts.items()})}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if tcfg["grad_clip"]:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(objective.parameters(), tcfg["grad_clip"])
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if writer and step % tcfg["log_every"] == 0:
+                writer.add_scalar("loss/total", loss.item(), step)
+                for k, v in parts.items():
+                    writer.add_scalar(f"loss/{k}", v.item(), step)
+                writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % eval_every == 0 or step == max_steps:
+                metrics = validate(objective, val_loader, eval_mode, val_set, dev, tcfg["eval_max_batches"], dist_info)
+                objective.train()
+                if writer:
+                    writer.add_scalar(f"val/miou_{eval_mode}", metrics["miou"], step)
+                if dist_info.is_main:
+                    if metrics["miou"] > best["miou"]:
+                        best = dict(metrics, step=step, mode=eval_mode)
+                        save("best.pt", best)
+                    save("last.pt", metrics)
+            if step >= max_steps:
+                break
+    bar.close()
+    if writer:
+        writer.close()
+    shutdown(dist_info)
+    return best
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--stage", default="csk", choices=STAGES)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.batch_size=4 loss.contrastive=0")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.max_steps is not None:
+            cfg["train"]["max_steps"] = args.max_steps
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda requested but torch sees no CUDA device")
+        best = train(cfg, Path(args.out), args.stage, args.device, args.resume)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if math.isfinite(best.get("miou", math.nan)):
+        print(f"best {best['mode']} mIoU {100 * best['miou']:.2f} at step {best['step']} -> {args.out}/best.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
