@@ -264,6 +264,12 @@ def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WO
     if precision == "int8" and calibrator is None:
         raise ValueError("INT8 needs a calibrator (real EO/IR images): see make_entropy_calibrator")
     trt = import_tensorrt()
+    flags = {"fp16": ("FP16",), "int8": ("FP16", "INT8")}.get(precision, ())
+    missing = [f for f in flags if not hasattr(trt.BuilderFlag, f)]
+    if missing or (precision == "int8" and not hasattr(trt, "IInt8EntropyCalibrator2")):
+        raise EngineBuildError(f"TensorRT {trt.__version__} has no {'/'.join(missing) or 'calibrator'} builder "
+                               "precision flag (TensorRT 11 removed weak typing and calibrator INT8): build fp32 "
+                               "here, or use TensorRT 10 (JetPack 6) for fp16/int8 engines")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: explicit batch always; no flag needed
@@ -274,10 +280,9 @@ def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WO
                                "\n  ".join(errors or ["(no parser error recorded)"]))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
+    for flag in flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
     if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator  # implicit quantization: deprecated since 10.1, still supported
     started = time.monotonic()
     serialized = builder.build_serialized_network(network, config)
@@ -485,6 +490,9 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
     is written after calibration and reused on the next build if it exists."""
     trt = import_tensorrt()
     cudart = import_cudart()
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        raise EngineBuildError(f"TensorRT {trt.__version__} has no calibrator INT8 (removed in TensorRT 11): "
+                               "quantize the ONNX graph explicitly (Q/DQ) or use TensorRT 10")
     inputs = bundle.graphs[graph].inputs
     # The cache alone is enough for TensorRT; images are only listed when there is no cache.
     have_cache = Path(cache_path).is_file()
@@ -529,6 +537,7 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
 
 __all__ = ["INSTALL_HINT", "TORCH_TRT_INSTALL_HINT", "DEFAULT_WORKSPACE_MB", "EngineBuildError", "import_tensorrt",
            "import_cudart", "cuda_check", "gpu_slug", "engine_file_name", "calibration_cache_path", "trtexec_command",
-           "expected_io", "io_problems", "select_engine", "rebuild_precision", "uint8_intermediate_problems", "format_parser_error",
+           "expected_io", "io_problems", "select_engine", "rebuild_precision", "uint8_intermediate_problems",
+           "format_parser_error",
            "build_engine_bytes", "inspect_engine_bytes", "engine_io", "record_engine", "build_and_record",
            "calibration_sources", "calibration_batches", "make_entropy_calibrator"]

@@ -47,13 +47,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bundle", required=True, help="model bundle directory (from python -m engines.export)")
     p.add_argument("--graphs", default=None,
                    help="comma-separated graphs to build (default: fused and ir_only, those the bundle has)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16")
-    p.add_argument("--via", choices=VIAS, default="tensorrt")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
+                   help="engine precision (default fp16; int8 needs --calib-images or existing caches)")
+    p.add_argument("--via", choices=VIAS, default="tensorrt",
+                   help="tensorrt: build from the bundle's ONNX; torch-tensorrt: compile the --checkpoint")
     p.add_argument("--calib-images", default=None, help="folder of real EO/IR images for INT8 calibration")
     p.add_argument("--calib-cache", default=None,
                    help="INT8 calibration cache file; '{graph}' in it is replaced by the graph name "
                         "(default: <bundle>/<graph>.<onnx sha>.int8.calib)")
-    p.add_argument("--calib-max-images", type=int, default=DEFAULT_CALIB_IMAGES)
+    p.add_argument("--calib-max-images", type=int, default=DEFAULT_CALIB_IMAGES,
+                   help=f"at most this many calibration samples per graph (default {DEFAULT_CALIB_IMAGES})")
     p.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB,
                    help="TensorRT builder workspace limit in MiB")
     p.add_argument("--checkpoint", default=None, help="training checkpoint (required with --via torch-tensorrt)")
@@ -175,7 +178,8 @@ def main(argv=None) -> int:
             import torch_tensorrt  # noqa: F401
     except ImportError as exc:
         for g in graphs:
-            print(f"# {g}: equivalent trtexec command (TensorRT's trtexec, e.g. /usr/src/tensorrt/bin on Jetson):")
+            print(f"# {g}: equivalent trtexec command (TensorRT's trtexec, e.g. /usr/src/tensorrt/bin on Jetson;"
+                  " an engine built that way is not recorded in the manifest):")
             print(trtexec_command(bundle.graphs[g].path, bundle.root / f"{g}.{args.precision}.engine",
                                   args.precision, args.workspace_mb, caches[g] if args.precision == "int8" else None))
         hint = TORCH_TRT_INSTALL_HINT if "torch_tensorrt" in str(exc) else INSTALL_HINT

@@ -379,17 +379,11 @@ def test_uint8_preflight_flags_uint8_ops_before_the_cast(tmp_path):
 @pytest.mark.xfail(strict=False, reason="engines/graphs.DeployGraph permutes/unsqueezes the uint8 inputs before "
                    "casting them; TensorRT's ONNX parser rejects uint8 intermediate tensors. Cast first "
                    "(`named['eo'].float().permute(...)`, `named['ir'].float().unsqueeze(1)`) to fix.")
-def test_deploy_graph_export_passes_the_tensorrt_uint8_rule(tmp_path):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("onnxscript")
-    from engines.graphs import DeployGraph
-    from training.model import build_model
-
-    model = build_model(dict(depth=10, width=8, output_stride=8, aspp_channels=16, aspp_rates=[2, 4, 6]))
-    path = tmp_path / "ir_only.onnx"
-    torch.onnx.export(DeployGraph(model, "ir_only").eval(), (torch.zeros(1, 32, 40, dtype=torch.uint8),), str(path),
-                      dynamo=True, input_names=["ir"], output_names=["mask", "confidence"], opset_version=18)
-    assert uint8_intermediate_problems(path) == []
+def test_exported_bundle_passes_the_tensorrt_uint8_rule(tiny_bundle):
+    """The real exporter's graphs (conftest's session bundle) must be parseable by TensorRT."""
+    bundle = load_manifest(tiny_bundle)
+    problems = [p for g in bundle.graphs.values() for p in uint8_intermediate_problems(g.path)]
+    assert problems == []
 
 
 def test_float_bundle_runs_under_onnxruntime(tmp_path):
@@ -716,7 +710,9 @@ class Builder:
         if os.environ.get("FAKE_TRT_BUILD_FAILS") or network.model is None:
             return None
         io = _io(network.model)
-        info = {"io": io, "mem": 4096 * (len(network.model.graph.node) + len(network.model.graph.input)), "flags": config.flags, "pools": config.pools}
+        graph = network.model.graph
+        info = {"io": io, "mem": 4096 * (len(graph.node) + len(graph.input)), "flags": config.flags,
+                "pools": config.pools}
         cal = config.int8_calibrator
         if cal is not None:
             names = [n for n, mode, _, _ in io if mode == "INPUT"]
@@ -747,7 +743,8 @@ class _Context:
         self.addresses[name] = int(ptr)
 
     def execute_async_v3(self, stream_handle):
-        assert isinstance(stream_handle, int)
+        import cuda.bindings.runtime as cudart
+        assert type(stream_handle) is int and stream_handle in cudart.STREAMS, "not a live cudaStream_t handle"
         if self.strategy is ExecutionContextAllocationStrategy.USER_MANAGED:
             if self.memory is None or self.memory[1] < self.engine.device_memory_size_v2:
                 return False
@@ -839,12 +836,24 @@ def cudaFree(p):
 cudaFreeHost = cudaFree
 
 
+STREAMS = set()
+
+
 class cudaStream_t:
+    """Like cuda-python's: int() is the handle, getPtr() the address of its storage."""
+
     def __init__(self):
-        self._p = _alloc(8)
+        self._storage = _alloc(8)
+        self._handle = _alloc(8)
+        STREAMS.add(self._handle)
+
+    def __int__(self):
+        return self._handle
+
+    __index__ = __int__
 
     def getPtr(self):
-        return self._p
+        return self._storage
 
 
 def cudaStreamCreate():
@@ -856,6 +865,8 @@ def cudaStreamSynchronize(stream):
 
 
 def cudaStreamDestroy(stream):
+    STREAMS.discard(int(stream))
+    LIVE.pop(int(stream))
     LIVE.pop(stream.getPtr())
     return (OK,)
 
@@ -969,6 +980,16 @@ def test_glue_parser_errors_are_listed(tmp_path, fake_trt):
     message = str(info.value)
     assert "node 0 'node_unsqueeze' (Unsqueeze): TensorRT does not support UINT8" in message
     assert "node 1 'node_squeeze' (Squeeze)" in message
+
+
+def test_glue_tensorrt_without_weak_typing_flags_is_explained(bundle_dir, fake_trt, monkeypatch):
+    """TensorRT 11 removed BuilderFlag.FP16/INT8 and calibrators: say so instead of an AttributeError."""
+    from csk_ros.trt_build import build_engine_bytes
+
+    monkeypatch.delattr(fake_trt.BuilderFlag, "FP16")
+    with pytest.raises(EngineBuildError, match="no FP16 builder precision flag.*TensorRT 11"):
+        build_engine_bytes(bundle_dir / "ir_only.onnx", "fp16", 64)
+    assert build_engine_bytes(bundle_dir / "ir_only.onnx", "fp32", 64, log=None).startswith(fake_trt.MAGIC)
 
 
 def test_glue_build_failure_is_reported(bundle_dir, fake_trt, monkeypatch):

@@ -32,7 +32,9 @@ cudart = import_cudart()
 
 
 def _stream_handle(stream) -> int:
-    return int(stream) if not hasattr(stream, "getPtr") else int(stream.getPtr())
+    """The cudaStream_t value TensorRT wants. cuda-python's int(stream) is the handle;
+    stream.getPtr() would be the address of the Python object's storage (wrong)."""
+    return int(stream)
 
 
 def tensorrt_runtime_info() -> tuple[str, str, str]:
@@ -54,7 +56,7 @@ class TensorRTRunner:
     def __init__(self, bundle: Bundle, graphs: tuple[str, ...], rebuild: bool = False, precision: str | None = None,
                  workspace_mb: int = DEFAULT_WORKSPACE_MB, log=None):
         self._lock = threading.Lock()
-        self._host, self._device, self._contexts, self._engines = {}, {}, {}, {}
+        self._host, self._device, self._contexts, self._engines, self._inputs = {}, {}, {}, {}, {}
         self._scratch, self._stream, self.device_memory_bytes = None, None, 0
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -130,14 +132,12 @@ class TensorRTRunner:
                 tensor = engine.get_tensor_name(i)
                 context.set_tensor_address(tensor, int(self._device[tensor]))
             self._contexts[graph] = context
+            self._inputs[graph] = bundle.graphs[graph].inputs
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            context, engine = self._contexts[graph], self._engines[graph]
-            stream = self._stream
-            names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-            inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-            for name in inputs:
+            context, stream = self._contexts[graph], self._stream
+            for name in self._inputs[graph]:
                 host = self._host[name]
                 np.copyto(host, feeds[name], casting="no")
                 cuda_check(cudart.cudaMemcpyAsync(self._device[name], host.ctypes.data, host.nbytes,

@@ -64,9 +64,9 @@ def _read_split_file(path: str, dataset: str, layout: str) -> list[str]:
 
 
 def _list_stems(folder: str, dataset: str) -> list[str]:
-    stems = sorted(os.path.splitext(f)[0] for f in os.listdir(folder) if f.lower().endswith(_IMAGE_EXTS))
+    stems = sorted(os.path.splitext(f)[0] for f in os.listdir(folder) if f.lower().endswith(".png"))
     if not stems:
-        raise ValueError(f"{dataset} folder {folder} contains no images")
+        raise ValueError(f"{dataset} folder {folder} contains no .png images")
     return stems
 
 

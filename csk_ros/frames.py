@@ -1,0 +1,68 @@
+"""Per-frame image work around inference (OpenCV, no per-pixel Python):
+bring EO/IR to the model size (with optional EO->IR registration), bring
+the mask back to IR size, and render the colour outputs."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+class InputPreparer:
+    """Resizes IR and registers + resizes EO to the model input size.
+
+    With a homography H (EO pixels -> IR pixels), EO is warped straight into
+    the model-size IR frame in one pass: S @ H, where S scales IR -> model.
+    """
+
+    def __init__(self, height: int, width: int, homography: np.ndarray | None = None):
+        self.size = (height, width)
+        self.homography = homography
+
+    def ir(self, ir: np.ndarray) -> np.ndarray:
+        h, w = self.size
+        if ir.shape[:2] == (h, w):
+            return ir
+        return cv2.resize(ir, (w, h), interpolation=cv2.INTER_AREA if ir.shape[0] > h else cv2.INTER_LINEAR)
+
+    def eo(self, eo: np.ndarray, ir_shape: tuple[int, int]) -> np.ndarray:
+        """EO in the model's IR-aligned frame. Without a homography the cameras
+        must share an aspect ratio (within 2 %): anything else means they are not
+        co-aligned, and a stretched EO would mislead the fused model."""
+        h, w = self.size
+        if self.homography is None:
+            eo_aspect, ir_aspect = eo.shape[1] / eo.shape[0], ir_shape[1] / ir_shape[0]
+            if abs(eo_aspect / ir_aspect - 1.0) > 0.02:
+                raise ValueError(f"EO {eo.shape[1]}x{eo.shape[0]} and IR {ir_shape[1]}x{ir_shape[0]} differ in aspect "
+                                 "ratio and no eo_to_ir_homography is set: cannot pair them")
+            if eo.shape[:2] == (h, w):
+                return eo
+            return cv2.resize(eo, (w, h), interpolation=cv2.INTER_AREA if eo.shape[0] > h else cv2.INTER_LINEAR)
+        scale = np.diag([w / ir_shape[1], h / ir_shape[0], 1.0])
+        return cv2.warpPerspective(eo, scale @ self.homography, (w, h), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def resize_nearest(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Class ids must never be interpolated: nearest neighbour only."""
+    if image.shape[:2] == tuple(shape):
+        return image
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def palette_lut(palette) -> np.ndarray:
+    """256x3 BGR lookup table from an RGB palette (unknown ids -> black)."""
+    lut = np.zeros((256, 3), np.uint8)
+    rgb = np.asarray(palette, np.uint8).reshape(-1, 3)
+    lut[: len(rgb)] = rgb[:, ::-1]
+    return lut
+
+
+def colorize(mask: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    return lut[mask]
+
+
+def overlay(base_gray: np.ndarray, colored: np.ndarray, alpha: float) -> np.ndarray:
+    """Blend the class colours over the (grey) IR image, both bgr8."""
+    base = cv2.cvtColor(base_gray, cv2.COLOR_GRAY2BGR) if base_gray.ndim == 2 else base_gray
+    return cv2.addWeighted(colored, alpha, base, 1.0 - alpha, 0.0)

@@ -1,0 +1,151 @@
+"""The segment node's parameters: one table of (name, default, description,
+range) used both to declare them in ROS (with descriptors) and to validate
+them here, without ROS, so a bad value fails at start-up with a message that
+names the parameter and says what is allowed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .health import HealthParams
+from .thermal import ThermalScaling
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    choices: tuple = ()
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+_H = HealthParams()
+PARAMS = (
+    ParamSpec("model_dir", "", "Model bundle directory (manifest.json + ONNX graphs + optional TensorRT engines)."),
+    ParamSpec("backend", "auto", "Inference backend; auto = TensorRT when usable, else ONNX Runtime.",
+              ("auto", "tensorrt", "onnxruntime")),
+    ParamSpec("rebuild_engines", False, "Rebuild stale TensorRT engines from the bundle's ONNX at start-up."),
+    ParamSpec("ort_threads", 0, "ONNX Runtime intra-op threads (0 = one per core).", min_value=0, max_value=256),
+    ParamSpec("qos", "sensor_data", "Input QoS: sensor_data (best effort, depth 5) or reliable.",
+              ("sensor_data", "reliable")),
+    ParamSpec("qos_depth", 5, "Input subscription queue depth.", min_value=1, max_value=100),
+    ParamSpec("sync_slop_s", 0.02, "Max |EO stamp - IR stamp| for a fused pair; also the longest wait for a late EO.",
+              min_value=0.0, max_value=1.0),
+    ParamSpec("eo_to_ir_homography", [0.0], "Row-major 3x3 homography mapping EO pixels to IR pixels; [0.0] = "
+              "cameras co-aligned (EO is only resized)."),
+    ParamSpec("output_size", "ir", "Size of published masks: ir (IR image size, nearest-neighbour) or model.",
+              ("ir", "model")),
+    ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in ~/overlay.", min_value=0.0, max_value=1.0),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics.", min_value=0.05, max_value=60.0),
+    ParamSpec("hardware_id", "", "hardware_id reported in /diagnostics."),
+    ParamSpec("thermal.mode", "", "mono16/32FC1 IR scaling: fixed or percentile; empty = the bundle's training rule.",
+              ("", "fixed", "percentile")),
+    ParamSpec("thermal.low", 0.0, "fixed mode: raw value mapped to 0."),
+    ParamSpec("thermal.high", 65535.0, "fixed mode: raw value mapped to 255."),
+    ParamSpec("thermal.low_pct", 1.0, "percentile mode: percentile mapped to 0.", min_value=0.0, max_value=100.0),
+    ParamSpec("thermal.high_pct", 99.0, "percentile mode: percentile mapped to 255.", min_value=0.0, max_value=100.0),
+    ParamSpec("health.eo_timeout_s", _H.eo_timeout_s, "EO is stale after this long without a frame (s).",
+              min_value=0.01, max_value=60.0),
+    ParamSpec("health.ir_timeout_s", _H.ir_timeout_s, "IR is stale after this long; no masks, diagnostics ERROR (s).",
+              min_value=0.01, max_value=60.0),
+    ParamSpec("health.dark_luma_mean", _H.dark_luma_mean, "A frame is dark when its mean luma is below this ...",
+              min_value=0.0, max_value=255.0),
+    ParamSpec("health.dark_bright_level", _H.dark_bright_level, "... and fewer than dark_bright_fraction of pixels "
+              "reach this luma.", min_value=0, max_value=255),
+    ParamSpec("health.dark_bright_fraction", _H.dark_bright_fraction, "See dark_bright_level.",
+              min_value=0.0, max_value=1.0),
+    ParamSpec("health.dark_frames", _H.dark_frames, "Consecutive dark frames before EO counts as dark.",
+              min_value=1, max_value=1000),
+    ParamSpec("health.saturated_level", _H.saturated_level, "Luma counted as saturated.", min_value=0, max_value=255),
+    ParamSpec("health.saturated_fraction", _H.saturated_fraction, "Fraction of saturated pixels that makes a frame "
+              "saturated.", min_value=0.0, max_value=1.0),
+    ParamSpec("health.saturated_frames", _H.saturated_frames, "Consecutive saturated frames before EO counts as "
+              "saturated.", min_value=1, max_value=1000),
+    ParamSpec("health.frozen_frames", _H.frozen_frames, "Identical EO frames in a row that mean frozen (0 = off).",
+              min_value=0, max_value=1000),
+    ParamSpec("health.frozen_max_mean_abs_diff", _H.frozen_max_mean_abs_diff, "Mean |luma difference| at or below "
+              "which two frames count as identical.", min_value=0.0, max_value=255.0),
+    ParamSpec("health.recover_frames", _H.recover_frames, "Healthy EO frames needed before returning to fused.",
+              min_value=1, max_value=10000),
+)
+SPECS = {p.name: p for p in PARAMS}
+
+
+@dataclass
+class NodeConfig:
+    model_dir: str
+    backend: str
+    rebuild_engines: bool
+    ort_threads: int
+    qos: str
+    qos_depth: int
+    sync_slop_s: float
+    homography: np.ndarray | None
+    output_size: str
+    overlay_alpha: float
+    diagnostics_period_s: float
+    hardware_id: str
+    thermal_override: dict | None
+    health: HealthParams = field(default_factory=HealthParams)
+
+    def thermal_rule(self, bundle_rule: dict) -> ThermalScaling:
+        """The node's override if set, else the rule the model was trained with."""
+        return ThermalScaling.from_dict(self.thermal_override if self.thermal_override else bundle_rule)
+
+
+def _check(spec: ParamSpec, value: Any) -> None:
+    if isinstance(spec.default, bool) != isinstance(value, bool):
+        raise ValueError(f"parameter '{spec.name}' must be a bool, got {value!r}")
+    if spec.choices and value not in spec.choices:
+        raise ValueError(f"parameter '{spec.name}' must be one of {list(spec.choices)}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"parameter '{spec.name}' must be finite, got {value!r}")
+        if spec.min_value is not None and value < spec.min_value:
+            raise ValueError(f"parameter '{spec.name}' must be >= {spec.min_value}, got {value!r}")
+        if spec.max_value is not None and value > spec.max_value:
+            raise ValueError(f"parameter '{spec.name}' must be <= {spec.max_value}, got {value!r}")
+
+
+def parse_homography(values) -> np.ndarray | None:
+    values = [float(v) for v in values]
+    if values == [0.0] or not values:
+        return None
+    if len(values) != 9:
+        raise ValueError(f"parameter 'eo_to_ir_homography' needs 9 numbers (row-major 3x3) or [0.0], got {len(values)}")
+    h = np.array(values, np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(h)) or abs(np.linalg.det(h)) < 1e-12:
+        raise ValueError("parameter 'eo_to_ir_homography' must be a finite, invertible 3x3 matrix")
+    return h
+
+
+def build_config(values: dict[str, Any]) -> NodeConfig:
+    """Validate raw parameter values (name -> value) into a NodeConfig."""
+    unknown = sorted(set(values) - set(SPECS))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}")
+    full = {name: values.get(name, spec.default) for name, spec in SPECS.items()}
+    for name, spec in SPECS.items():
+        _check(spec, full[name])
+    if not full["model_dir"]:
+        raise ValueError("parameter 'model_dir' is required: the model bundle directory to load "
+                         "(export one with `python -m engines.export`)")
+    health = HealthParams.from_dict({k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("health.")})
+    thermal = None
+    if full["thermal.mode"]:
+        thermal = {k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("thermal.")}
+        ThermalScaling.from_dict(thermal)  # validate now, not on the first mono16 frame
+    return NodeConfig(
+        model_dir=full["model_dir"], backend=full["backend"], rebuild_engines=full["rebuild_engines"],
+        ort_threads=int(full["ort_threads"]), qos=full["qos"], qos_depth=int(full["qos_depth"]),
+        sync_slop_s=float(full["sync_slop_s"]), homography=parse_homography(full["eo_to_ir_homography"]),
+        output_size=full["output_size"], overlay_alpha=float(full["overlay_alpha"]),
+        diagnostics_period_s=float(full["diagnostics_period_s"]), hardware_id=full["hardware_id"],
+        thermal_override=thermal, health=health,
+    )

@@ -1,0 +1,360 @@
+"""ROS 2 node: EO+IR segmentation with IR-only fallback (DESIGN contracts 4, 5).
+
+Run: `ros2 launch csk_ros segment.launch.py` or, without `launch`,
+`python -m csk_ros.segment_node --ros-args --params-file config/segment.yaml`.
+
+Threads: the executor thread only decodes messages, feeds the health monitor
+and the EO buffer, and publishes diagnostics. Inference runs on one worker
+thread that always takes the freshest IR frame (older pending frames are
+dropped and counted, never queued), pairs it with the EO frame nearest in
+stamp (waiting at most `sync_slop_s` for a late one), and publishes the mask
+with the IR frame's header.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from .backends import load_bundle
+from .bundle import BundleError
+from .frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
+from .health import EoHealthMonitor
+from .image_conversion import ImageDecodeError, array_to_image, to_ir8, to_rgb8
+from .node_config import PARAMS, NodeConfig, build_config
+from .pairing import EoBuffer, PairStatus, decide_pairing
+
+CLOCK_JUMP_S = 1.0  # ROS time going back more than this = bag loop / sim reset
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+@dataclass
+class IrJob:
+    header: object
+    ir: np.ndarray
+    stamp: float
+    arrival_ros: float
+    arrival_wall: float
+    decode_ms: float
+
+
+class RateMeter:
+    """Arrival rate over a sliding wall-clock window, and the last arrival."""
+
+    def __init__(self, window_s: float = 2.0):
+        self.window_s = window_s
+        self.times: deque[float] = deque()
+        self.count = 0
+
+    def tick(self, t: float) -> None:
+        self.times.append(t)
+        self.count += 1
+        while self.times and t - self.times[0] > self.window_s:
+            self.times.popleft()
+
+    def rate(self, now: float) -> float:
+        recent = [t for t in self.times if now - t <= self.window_s]
+        return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+
+    def age(self, now: float) -> float | None:
+        return now - self.times[-1] if self.times else None
+
+
+def percentiles(values) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    p50, p95 = np.percentile(np.fromiter(values, float), (50, 95))
+    return float(p50), float(p95)
+
+
+class SegmentNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("segment_node", **node_kwargs)
+        self.config = self._load_config()
+        cfg = self.config
+        self.segmenter = load_bundle(cfg.model_dir, backend=cfg.backend, rebuild=cfg.rebuild_engines,
+                                     intra_op_threads=cfg.ort_threads, log=self.get_logger().warning)
+        bundle = self.segmenter.bundle
+        self.thermal_rule = cfg.thermal_rule(bundle.thermal_scaling)
+        self.preparer = InputPreparer(bundle.height, bundle.width, cfg.homography)
+        self.lut = palette_lut(bundle.palette)
+        self.health = EoHealthMonitor(cfg.health)
+        self.eo_buffer: EoBuffer = EoBuffer(max_len=30, jump_back_s=CLOCK_JUMP_S)
+
+        self.lock = threading.Condition()
+        self.pending: IrJob | None = None
+        self.running = True
+        self.rejected: Counter = Counter()
+        self.counts: Counter = Counter()
+        self.eo_rate, self.ir_rate, self.mask_rate = RateMeter(), RateMeter(), RateMeter()
+        self.latency_ms: deque[float] = deque(maxlen=300)
+        self.overhead_ms: deque[float] = deque(maxlen=300)
+        self.mode_state: tuple[str, str] | None = None
+        self.mode_since_ros = 0.0
+        self.last_ros_now: float | None = None
+
+        # sensor_data = REP-2003 sensor subscription: best effort, keep last `qos_depth`.
+        input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos_depth,
+                               reliability=ReliabilityPolicy.BEST_EFFORT if cfg.qos == "sensor_data"
+                               else ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_mask = self.create_publisher(Image, "~/mask", out_qos)
+        self.pub_conf = self.create_publisher(Image, "~/confidence", out_qos)
+        self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
+        self.pub_colored = self.create_publisher(Image, "~/colored_mask", out_qos)
+        self.pub_mode = self.create_publisher(String, "~/mode", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Image, "eo/image", self._on_eo, input_qos)
+        self.create_subscription(Image, "ir/image", self._on_ir, input_qos)
+        self.create_timer(cfg.diagnostics_period_s, self._on_diagnostics)
+        self.worker = threading.Thread(target=self._work, name="csk_inference", daemon=True)
+        self.worker.start()
+        self._publish_mode("no_input", "startup", self._ros_now())
+        info = self.segmenter.info
+        self.get_logger().info(
+            f"loaded bundle {bundle.root} ({bundle.height}x{bundle.width}, graphs {sorted(bundle.graphs)}) on "
+            f"{self.segmenter.backend_name} {info.get('providers', '')}; subscribed to "
+            f"{self.resolve_topic_name('eo/image')} and {self.resolve_topic_name('ir/image')} ({cfg.qos})")
+
+    # ------------------------------------------------------------ parameters
+    def _load_config(self) -> NodeConfig:
+        values = {}
+        for spec in PARAMS:
+            descriptor = ParameterDescriptor(description=spec.description, read_only=True)
+            if spec.choices:
+                descriptor.additional_constraints = f"one of {list(spec.choices)}"
+            if spec.min_value is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+                descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value),
+                                                         step=1)]
+            elif spec.min_value is not None and isinstance(spec.default, float):
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
+                                                                      to_value=float(spec.max_value), step=0.0)]
+            try:
+                values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
+            except Exception as exc:  # rclpy raises several types for a bad YAML value
+                raise ValueError(f"parameter '{spec.name}': {exc} ({spec.description})") from exc
+        return build_config(values)
+
+    # ---------------------------------------------------------------- clocks
+    def _ros_now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _check_clock_jump(self, now: float) -> None:
+        """Bag loop / sim reset: drop every time-keyed buffer instead of wedging on old stamps."""
+        if self.last_ros_now is not None and now < self.last_ros_now - CLOCK_JUMP_S:
+            self.get_logger().warning(f"clock jumped back {self.last_ros_now - now:.2f} s: resetting buffers")
+            self.health.reset()
+            self.eo_buffer.clear()
+            self.pending = None
+            self.counts["clock_resets"] += 1
+        self.last_ros_now = now
+
+    # ------------------------------------------------------------- callbacks
+    def _on_eo(self, msg: Image) -> None:
+        now, wall = self._ros_now(), time.monotonic()
+        self.eo_rate.tick(wall)
+        try:
+            rgb = to_rgb8(msg)
+        except ImageDecodeError as exc:
+            with self.lock:
+                self.rejected[f"eo_{exc.reason}"] += 1
+                self.health.observe_eo_invalid(now, exc.reason)
+            self._log_rejection("EO", exc)
+            return
+        with self.lock:
+            self._check_clock_jump(now)
+            self.health.observe_eo(now, rgb)
+            self.eo_buffer.add(stamp_seconds(msg.header.stamp), rgb)
+            self.lock.notify_all()
+
+    def _on_ir(self, msg: Image) -> None:
+        now, wall = self._ros_now(), time.monotonic()
+        self.ir_rate.tick(wall)
+        try:
+            ir = to_ir8(msg, self.thermal_rule)
+        except ImageDecodeError as exc:
+            with self.lock:
+                self.rejected[f"ir_{exc.reason}"] += 1
+            self._log_rejection("IR", exc)
+            return
+        job = IrJob(msg.header, ir, stamp_seconds(msg.header.stamp), now, wall, (time.monotonic() - wall) * 1e3)
+        with self.lock:
+            self._check_clock_jump(now)
+            self.health.observe_ir(now)
+            if self.pending is not None:
+                self.counts["ir_dropped"] += 1  # backend slower than the camera: keep only the freshest
+            self.pending = job
+            self.lock.notify_all()
+
+    def _log_rejection(self, stream: str, exc: ImageDecodeError) -> None:
+        self.get_logger().warning(f"dropped {stream} message ({exc.reason}): {exc}", throttle_duration_sec=5.0)
+
+    # ---------------------------------------------------------------- worker
+    def _next_pair(self):
+        """Block until an IR job is pending; return it with its EO partner (or None) and the mode."""
+        with self.lock:
+            while self.running and self.pending is None:
+                self.lock.wait(0.1)
+            if not self.running:
+                return None
+            job, self.pending = self.pending, None
+            while True:
+                wall = time.monotonic()
+                pairing = decide_pairing(job.stamp, job.arrival_wall, wall, self.eo_buffer, self.config.sync_slop_s)
+                if pairing.status is not PairStatus.WAIT or not self.running:
+                    break
+                self.lock.wait(max(0.0, pairing.wait_until_s - wall))
+            decision = self.health.decide(self._ros_now())
+        return job, pairing, decision
+
+    def _work(self) -> None:
+        while self.running:
+            item = self._next_pair()
+            if item is None:
+                return
+            try:
+                self._process(*item)
+            except Exception as exc:  # never let one bad frame kill the worker
+                self.counts["inference_errors"] += 1
+                self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=5.0)
+
+    def _process(self, job: IrJob, pairing, decision) -> None:
+        t0 = time.monotonic()
+        mode, reason = decision.mode, decision.reason
+        eo = None
+        if mode == "fused":
+            if pairing.status is PairStatus.MATCHED and self.segmenter.has_fused:
+                try:
+                    eo = self.preparer.eo(pairing.eo_item, job.ir.shape[:2])
+                except ValueError as exc:
+                    self.rejected["eo_size_mismatch"] += 1
+                    self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
+                    mode, reason = "ir_only", "eo_size_mismatch"
+            else:
+                mode, reason = "ir_only", ("eo_unpaired" if self.segmenter.has_fused else "no_fused_graph")
+        elif mode == "no_input":  # IR just arrived, so the monitor is only catching up
+            mode = "ir_only"
+        ir = self.preparer.ir(job.ir)
+        t1 = time.monotonic()
+        mask, conf = self.segmenter.fused(eo, ir) if mode == "fused" else self.segmenter.ir_only(ir)
+        t2 = time.monotonic()
+        if self.config.output_size == "ir":
+            mask, conf = resize_nearest(mask, job.ir.shape[:2]), resize_nearest(conf, job.ir.shape[:2])
+        self.pub_mask.publish(array_to_image(mask, "mono8", job.header))
+        self.pub_conf.publish(array_to_image(conf, "mono8", job.header))
+        if self.pub_colored.get_subscription_count() or self.pub_overlay.get_subscription_count():
+            colored = colorize(mask, self.lut)
+            if self.pub_colored.get_subscription_count():
+                self.pub_colored.publish(array_to_image(colored, "bgr8", job.header))
+            if self.pub_overlay.get_subscription_count():
+                base = resize_nearest(job.ir, mask.shape[:2])
+                self.pub_overlay.publish(array_to_image(overlay(base, colored, self.config.overlay_alpha), "bgr8",
+                                                        job.header))
+        t3 = time.monotonic()
+        with self.lock:
+            self.counts[f"masks_{mode}"] += 1
+            self.latency_ms.append((t2 - t1) * 1e3)
+            self.overhead_ms.append(job.decode_ms + (t1 - t0 + t3 - t2) * 1e3)
+            self.mask_rate.tick(t3)
+            self._publish_mode(mode, reason, decision.since_s)
+
+    # ------------------------------------------------------------ mode/diag
+    def _publish_mode(self, mode: str, reason: str, since: float) -> None:
+        if self.mode_state == (mode, reason):
+            return
+        self.mode_state = (mode, reason)
+        self.mode_since_ros = since
+        self.counts[f"switches_to_{mode}"] += 1
+        payload = {"mode": mode, "reason": reason, "since": round(since, 6),
+                   "backend": self.segmenter.backend_name}
+        self.pub_mode.publish(String(data=json.dumps(payload)))
+        self.get_logger().info(f"mode -> {mode} ({reason})")
+
+    def _on_diagnostics(self) -> None:
+        now_ros, wall = self._ros_now(), time.monotonic()
+        with self.lock:
+            decision = self.health.decide(now_ros)
+            if decision.mode == "no_input":
+                self._publish_mode("no_input", decision.reason, decision.since_s)
+            ir_age = self.ir_rate.age(wall)
+            ir_dead = decision.mode == "no_input" or ir_age is None or ir_age > self.config.health.ir_timeout_s
+            mode, reason = self.mode_state
+            lat50, lat95 = percentiles(self.latency_ms)
+            ovh50, ovh95 = percentiles(self.overhead_ms)
+            values = {
+                "mode": mode, "reason": reason, "health_mode": decision.mode, "health_reason": decision.reason,
+                "mode_since": f"{self.mode_since_ros:.3f}",
+                "eo_rate_hz": f"{self.eo_rate.rate(wall):.2f}", "ir_rate_hz": f"{self.ir_rate.rate(wall):.2f}",
+                "mask_rate_hz": f"{self.mask_rate.rate(wall):.2f}",
+                "eo_age_s": "never" if self.eo_rate.age(wall) is None else f"{self.eo_rate.age(wall):.3f}",
+                "ir_age_s": "never" if ir_age is None else f"{ir_age:.3f}",
+                "inference_ms_p50": f"{lat50:.2f}", "inference_ms_p95": f"{lat95:.2f}",
+                "overhead_ms_p50": f"{ovh50:.3f}", "overhead_ms_p95": f"{ovh95:.3f}",
+                "backend": self.segmenter.backend_name, "bundle": str(self.segmenter.bundle.root),
+                "backend_info": json.dumps(self.segmenter.info, default=str),
+                "rejected_total": str(sum(self.rejected.values())),
+            }
+            values.update({f"rejected_{k}": str(v) for k, v in sorted(self.rejected.items())})
+            values.update({k: str(v) for k, v in sorted(self.counts.items())})
+        if ir_dead:
+            level, message = DiagnosticStatus.ERROR, f"no IR input ({decision.reason}): no masks are published"
+        elif mode != "fused":
+            level, message = DiagnosticStatus.WARN, f"IR-only fallback ({reason})"
+        else:
+            level, message = DiagnosticStatus.OK, "fused EO+IR segmentation"
+        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: segmentation",
+                                  message=message, hardware_id=self.config.hardware_id,
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(array)
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.running = False
+            self.lock.notify_all()
+        self.worker.join(timeout=2.0)
+        self.segmenter.close()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SegmentNode()
+    except (ValueError, BundleError) as exc:
+        print(f"[segment_node] start-up failed: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

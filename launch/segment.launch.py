@@ -1,0 +1,47 @@
+"""ros2 launch csk_ros segment.launch.py [model_dir:=DIR] [params_file:=FILE] [namespace:=NS]
+[eo_topic:=TOPIC] [ir_topic:=TOPIC] [use_sim_time:=true] [log_level:=info]"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory("csk_ros"), "config", "segment.yaml")
+    args = [
+        DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
+        DeclareLaunchArgument("model_dir", default_value="",
+                              description="model bundle directory; empty = the params file's model_dir"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+        DeclareLaunchArgument("eo_topic", default_value="eo/image", description="EO (colour) image topic"),
+        DeclareLaunchArgument("ir_topic", default_value="ir/image", description="IR (thermal) image topic"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
+        DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
+    ]
+    common = dict(
+        package="csk_ros",
+        executable="segment_node",
+        name="segment_node",
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        emulate_tty=True,
+        remappings=[("eo/image", LaunchConfiguration("eo_topic")), ("ir/image", LaunchConfiguration("ir_topic"))],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+    )
+    sim_time = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
+    model_given = PythonExpression(["'", LaunchConfiguration("model_dir"), "' != ''"])
+    return LaunchDescription(args + [
+        # model_dir overrides the params file only when given, so an empty argument
+        # never blanks a model_dir set in a custom params file.
+        Node(**common, parameters=[LaunchConfiguration("params_file"), sim_time,
+                                   {"model_dir": LaunchConfiguration("model_dir")}],
+             condition=IfCondition(model_given)),
+        Node(**common, parameters=[LaunchConfiguration("params_file"), sim_time],
+             condition=UnlessCondition(model_given)),
+    ])

@@ -1,0 +1,152 @@
+"""Drive a real segment_node subprocess from the test process over real ROS 2
+(PyPI wheels), on loopback only (the session's ROS_* environment, see conftest)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_node(bundle: Path, env: dict, params: dict | None = None, name_args: tuple = ()) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "csk_ros.segment_node", "--ros-args", "--params-file",
+           str(ROOT / "config" / "segment.yaml"), "-p", f"model_dir:={bundle}"]
+    for key, value in (params or {}).items():
+        cmd += ["-p", f"{key}:={json.dumps(value) if isinstance(value, (list, bool)) else value}"]
+    cmd += list(name_args)
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> str:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    return proc.stdout.read() if proc.stdout else ""
+
+
+class Driver:
+    """Test-side node: publishes EO/IR (and /clock), records masks, modes, diagnostics."""
+
+    def __init__(self, node_name: str = "segment_node", sim_time: bool = False):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+
+        self.rclpy = rclpy
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("csk_test_driver", context=self.context)
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_eo = self.node.create_publisher(Image, "eo/image", qos)
+        self.pub_ir = self.node.create_publisher(Image, "ir/image", qos)
+        self.pub_clock = self.node.create_publisher(Clock, "/clock", 10)
+        self.masks, self.confidences, self.modes, self.diagnostics = [], [], [], []
+        self.lock = threading.Lock()
+
+        def keep(store):
+            def callback(msg):
+                with self.lock:
+                    store.append((time.monotonic(), msg))
+            return callback
+
+        self.node.create_subscription(Image, f"/{node_name}/mask", keep(self.masks), qos)
+        self.node.create_subscription(Image, f"/{node_name}/confidence", keep(self.confidences), qos)
+        self.node.create_subscription(String, f"/{node_name}/mode", keep(self.modes), QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", keep(self.diagnostics), 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:
+                if self.context.ok():
+                    raise
+                return
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.shutdown(context=self.context)
+        self.thread.join(2)
+
+    # ------------------------------------------------------------ publishing
+    @staticmethod
+    def image(array: np.ndarray, encoding: str, stamp: float, frame_id: str):
+        from csk_ros.image_conversion import array_to_image
+        from std_msgs.msg import Header
+
+        header = Header(frame_id=frame_id)
+        header.stamp.sec = int(stamp)
+        header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9)) % 1_000_000_000
+        return array_to_image(array, encoding, header)
+
+    def publish_clock(self, t: float):
+        from rosgraph_msgs.msg import Clock
+
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = int(t), int(round((t - int(t)) * 1e9)) % 1_000_000_000
+        self.pub_clock.publish(msg)
+
+    def wait_for(self, predicate, timeout: float, poll: float = 0.02) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if predicate():
+                    return True
+            time.sleep(poll)
+        with self.lock:
+            return predicate()
+
+    def wait_for_subscribers(self, timeout: float = 20.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.pub_ir.get_subscription_count() and self.pub_eo.get_subscription_count():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def mode_payloads(self) -> list[dict]:
+        with self.lock:
+            return [json.loads(m.data) for _, m in self.modes]
+
+    def latest_diagnostic(self) -> dict | None:
+        with self.lock:
+            if not self.diagnostics:
+                return None
+            status = self.diagnostics[-1][1].status[0]
+        return {"level": int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level),
+                "message": status.message, **{kv.key: kv.value for kv in status.values}}
+
+
+def scene(height: int, width: int, t: float, dark: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A moving, noisy day scene (never frozen, never dark unless `dark` < 1)."""
+    rng = np.random.default_rng(int(t * 1000) % (2 ** 31))
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = (128 + 60 * np.sin(xx / 7.0 + t * 3) * np.cos(yy / 9.0)).astype(np.float32)
+    eo = np.stack([base, base * 0.8 + 30, 255 - base], axis=-1) + rng.normal(0, 4, (height, width, 3))
+    eo = np.clip(eo * dark, 0, 255).astype(np.uint8)
+    ir = np.clip(base * 0.7 + 40 + rng.normal(0, 3, (height, width)), 0, 255).astype(np.uint8)
+    return eo, ir
