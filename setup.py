@@ -5,14 +5,16 @@ Only the runtime (csk_ros) is installed; training/ and engines/ are offline tool
 
 from glob import glob
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE = "csk_ros"
 
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=[PACKAGE],
+    # csk_ros and its subpackages (csk_ros.backends, ...); a bare [PACKAGE] would
+    # silently leave the subpackages out of the install.
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -10,7 +10,8 @@ function, and raise ImportError with the install hint when they are absent.
 Used by `python -m engines.build` (offline) and by the TensorRT runner when
 the node is started with rebuild enabled (csk_ros.backends.tensorrt_backend).
 
-TensorRT facts this code relies on (TensorRT 10; see the report in the PR):
+TensorRT facts this code relies on (TensorRT 10 Python API reference; onnx-tensorrt's
+docs/operators.md and ModelImporter.cpp for the parser's UINT8 rule):
 - networks are always explicit-batch (the EXPLICIT_BATCH flag is ignored), so
   `create_network(0)`;
 - UINT8 is accepted ONLY as a network input or output type; the ONNX parser

@@ -38,11 +38,14 @@ class DeployGraph(nn.Module):
         super().__init__()
         if mode not in GRAPH_INPUTS:
             raise ValueError(f"graph mode must be one of {sorted(GRAPH_INPUTS)}, got {mode!r}")
-        self.model = model.eval()
+        self.model = model
         self.mode = mode
+        self.eval()  # the wrapper too: export must trace inference behaviour (BN stats, no dropout)
 
     def forward(self, *images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         named = dict(zip(GRAPH_INPUTS[self.mode], images))
-        eo = named["eo"].permute(0, 3, 1, 2).float() if "eo" in named else None
-        ir = named["ir"].unsqueeze(1).float() if "ir" in named else None
+        # Cast before any layout op: TensorRT allows uint8 only as a network
+        # input/output, never as an intermediate tensor.
+        eo = named["eo"].float().permute(0, 3, 1, 2) if "eo" in named else None
+        ir = named["ir"].float().unsqueeze(1) if "ir" in named else None
         return mask_and_confidence(self.model.logits(eo, ir, self.mode))

@@ -21,7 +21,7 @@ def start_node(bundle: Path, env: dict, params: dict | None = None, name_args: t
     cmd = [sys.executable, "-m", "csk_ros.segment_node", "--ros-args", "--params-file",
            str(ROOT / "config" / "segment.yaml"), "-p", f"model_dir:={bundle}"]
     for key, value in (params or {}).items():
-        cmd += ["-p", f"{key}:={json.dumps(value) if isinstance(value, (list, bool)) else value}"]
+        cmd += ["-p", f"{key}:={json.dumps(value)}"]  # JSON is valid YAML for every value type
     cmd += list(name_args)
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -35,7 +35,7 @@ def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
-    return proc.stdout.read() if proc.stdout else ""
+    return proc.stdout.read() if proc.stdout and not proc.stdout.closed else ""
 
 
 class Driver:
@@ -51,6 +51,7 @@ class Driver:
         from std_msgs.msg import String
 
         self.rclpy = rclpy
+        self.node_name = node_name
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("csk_test_driver", context=self.context)
@@ -59,7 +60,7 @@ class Driver:
         self.pub_ir = self.node.create_publisher(Image, "ir/image", qos)
         self.pub_clock = self.node.create_publisher(Clock, "/clock", 10)
         self.masks, self.confidences, self.modes, self.diagnostics = [], [], [], []
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # predicates passed to wait_for re-enter it
 
         def keep(store):
             def callback(msg):
@@ -121,9 +122,13 @@ class Driver:
             return predicate()
 
     def wait_for_subscribers(self, timeout: float = 20.0) -> bool:
+        """Until the node subscribes to our inputs and we see its outputs (both directions matched)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.pub_ir.get_subscription_count() and self.pub_eo.get_subscription_count():
+            if (self.pub_ir.get_subscription_count() and self.pub_eo.get_subscription_count()
+                    and self.node.count_publishers(f"/{self.node_name}/mask")
+                    and self.node.count_publishers(f"/{self.node_name}/mode")):
+                time.sleep(0.3)  # let the reliable readers finish matching
                 return True
             time.sleep(0.05)
         return False

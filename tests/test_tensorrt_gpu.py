@@ -210,3 +210,24 @@ def test_torch_tensorrt_route(bundle_dir, tmp_path):
     mask, _ = runner.run("ir_only", {"ir": ir[None]})
     assert (mask == ref_mask.numpy()).mean() >= 0.99
     runner.close()
+
+
+def test_real_exported_bundle_builds_and_matches_onnxruntime(bundle_copy):
+    """The exporter's CSK-Net graphs (conftest's tiny bundle) through TensorRT, fp32 and fp16."""
+    bundle = load_manifest(bundle_copy)
+    h, w = bundle.height, bundle.width
+    ort_seg = load_bundle(bundle_copy, backend="onnxruntime")
+    rng = np.random.default_rng(6)
+    frames = [(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 256, (h, w), dtype=np.uint8))
+              for _ in range(3)]
+    for precision, agreement in (("fp32", 0.995), ("fp16", 0.97)):
+        result = run_build("--bundle", bundle_copy, "--precision", precision, "--workspace-mb", "512")
+        assert result.returncode == 0, result.stderr
+        seg = load_bundle(bundle_copy, backend="tensorrt")
+        assert seg.info["precision"] == {"fused": precision, "ir_only": precision}
+        for eo, ir in frames:
+            pairs = ((seg.fused(eo, ir), ort_seg.fused(eo, ir)), (seg.ir_only(ir), ort_seg.ir_only(ir)))
+            for (m1, c1), (m2, c2) in pairs:
+                assert (m1 == m2).mean() >= agreement
+                assert np.percentile(np.abs(c1.astype(int) - c2.astype(int)), 99) <= (1 if precision == "fp32" else 3)
+        seg.close()

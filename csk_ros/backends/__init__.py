@@ -76,10 +76,10 @@ def _runtime_graphs(bundle: Bundle) -> tuple[str, ...]:
     return tuple(g for g in ("fused", "ir_only") if g in bundle.graphs)
 
 
-def _tensorrt_runner(bundle: Bundle, rebuild: bool, **options):
+def _tensorrt_runner(bundle: Bundle, rebuild: bool, log=None):
     from .tensorrt_backend import TensorRTRunner  # imports tensorrt; ImportError when absent
 
-    return TensorRTRunner(bundle, _runtime_graphs(bundle), rebuild=rebuild, **options)
+    return TensorRTRunner(bundle, _runtime_graphs(bundle), rebuild=rebuild, log=log)
 
 
 def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: bool = True,
@@ -99,7 +99,7 @@ def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: boo
     runner = None
     if backend in ("auto", "tensorrt"):
         try:
-            runner = _tensorrt_runner(bundle, rebuild)
+            runner = _tensorrt_runner(bundle, rebuild, log)
         except ImportError as exc:
             if backend == "tensorrt":
                 raise BundleError(f"backend 'tensorrt' needs the tensorrt and cuda-python packages: {exc}") from exc

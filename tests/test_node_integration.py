@@ -1,0 +1,223 @@
+"""The segment node for real: a subprocess on real ROS 2 (PyPI wheels),
+driven from this process over loopback with a tiny bundle."""
+
+import time
+
+import numpy as np
+import pytest
+
+from ros_harness import Driver, scene, start_node, stop_node
+
+H, W = 60, 80  # camera size; the bundle is 48x64, so every frame is resized
+PERIOD = 0.05  # 20 Hz
+FAST = {"health.eo_timeout_s": 0.3, "health.recover_frames": 5, "health.dark_frames": 2,
+        "health.frozen_frames": 3, "qos": "reliable", "qos_depth": 20, "diagnostics_period_s": 0.2}
+
+
+@pytest.fixture
+def node(tiny_bundle, ros_env):
+    started = []
+
+    def start(params=None, sim_time=False):
+        proc = start_node(tiny_bundle, ros_env, dict(FAST, **(params or {})))
+        driver = Driver(sim_time=sim_time)
+        started.append((proc, driver))
+        assert driver.wait_for_subscribers(40), stop_node(proc)
+        return proc, driver
+
+    yield start
+    for proc, driver in started:
+        driver.close()
+        log = stop_node(proc)
+        assert "Traceback" not in log, log
+
+
+class Camera:
+    """Publishes EO/IR pairs with wall-clock stamps and remembers what it sent."""
+
+    def __init__(self, driver):
+        self.d = driver
+        self.ir_stamps, self.eo_times = [], []
+
+    def step(self, eo=True, ir=True, eo_image=None, dark=1.0):
+        t = time.time()
+        eo_img, ir_img = scene(H, W, t, dark)
+        if eo:
+            self.d.pub_eo.publish(self.d.image(eo_image if eo_image is not None else eo_img, "rgb8", t, "eo_optical"))
+            self.eo_times.append(t)
+        if ir:
+            self.d.pub_ir.publish(self.d.image(ir_img, "mono8", t, "ir_optical"))
+            self.ir_stamps.append(t)
+        time.sleep(PERIOD)
+        return t
+
+    def run(self, n, **kw):
+        return [self.step(**kw) for _ in range(n)]
+
+
+def mask_stamps(driver):
+    with driver.lock:
+        return [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in driver.masks]
+
+
+def first_mode(driver, mode, after=0.0, reason=None):
+    for p in driver.mode_payloads():
+        if p["mode"] == mode and p["since"] >= after and (reason is None or p["reason"] == reason):
+            return p
+    return None
+
+
+def test_fused_masks_carry_the_ir_header_and_ir_size(node):
+    _, d = node()
+    cam = Camera(d)
+    cam.run(20)
+    assert d.wait_for(lambda: len(d.masks) >= 20, 10)
+    with d.lock:
+        mask = d.masks[-1][1]
+        conf = d.confidences[-1][1]
+    assert (mask.width, mask.height, mask.encoding) == (W, H, "mono8")
+    assert mask.header.frame_id == "ir_optical" and conf.header.frame_id == "ir_optical"
+    assert np.frombuffer(mask.data, np.uint8).max() < 9
+    stamps = mask_stamps(d)
+    assert all(any(abs(s - i) < 1e-6 for i in cam.ir_stamps) for s in stamps), "mask stamp is not an IR stamp"
+    assert first_mode(d, "fused") is not None
+    diag = d.latest_diagnostic()
+    assert diag["backend"] == "onnxruntime" and float(diag["ir_rate_hz"]) > 5
+
+
+def test_eo_loss_switches_within_timeout_and_recovery_needs_frames(node):
+    _, d = node()
+    cam = Camera(d)
+    cam.run(15)
+    assert d.wait_for(lambda: first_mode(d, "fused") is not None, 5)
+    last_eo = cam.eo_times[-1]
+    cam.run(20, eo=False)
+    switch = first_mode(d, "ir_only", after=last_eo)
+    assert switch is not None
+    assert switch["since"] - last_eo <= FAST["health.eo_timeout_s"] + PERIOD + 0.05
+    assert d.wait_for(lambda: first_mode(d, "ir_only", after=last_eo, reason="eo_stale") is not None, 2)
+    resumed = cam.run(12)
+    assert d.wait_for(lambda: first_mode(d, "fused", after=resumed[0]) is not None, 3)
+    back = first_mode(d, "fused", after=resumed[0])
+    frames_before_fused = sum(1 for t in resumed if t <= back["since"] + 1e-3)
+    assert FAST["health.recover_frames"] <= frames_before_fused <= FAST["health.recover_frames"] + 2
+    time.sleep(0.5)
+    # every IR frame got exactly one mask (the tiny model keeps up at 20 Hz)
+    assert sorted(round(s, 6) for s in mask_stamps(d)) == sorted(round(s, 6) for s in cam.ir_stamps)
+
+
+def test_fade_to_black_and_frozen_eo_go_ir_only(node):
+    _, d = node()
+    cam = Camera(d)
+    cam.run(12)
+    assert d.wait_for(lambda: first_mode(d, "fused") is not None, 5)
+    fade_start = time.time()
+    for k in range(8):
+        cam.step(dark=0.5 ** (k + 1))
+    assert d.wait_for(lambda: first_mode(d, "ir_only", after=fade_start, reason="eo_dark") is not None, 2)
+    recovered = cam.run(10)
+    assert d.wait_for(lambda: first_mode(d, "fused", after=recovered[0]) is not None, 3)
+    frozen_start = time.time()
+    still, _ = scene(H, W, 123.0)
+    cam.run(6, eo_image=still)
+    assert d.wait_for(lambda: first_mode(d, "ir_only", after=frozen_start, reason="eo_frozen") is not None, 2)
+
+
+def test_ir_loss_stops_masks_and_reports_error(node):
+    _, d = node()
+    cam = Camera(d)
+    cam.run(10)
+    assert d.wait_for(lambda: len(d.masks) >= 10, 5)
+    cam.run(15, ir=False)
+    count = len(d.masks)
+    time.sleep(0.5)
+    assert len(d.masks) == count, "masks kept coming without IR"
+    assert d.wait_for(lambda: (d.latest_diagnostic() or {}).get("level") == 2, 3)
+    diag = d.latest_diagnostic()
+    assert "no IR input" in diag["message"] and diag["mode"] == "no_input"
+    assert first_mode(d, "no_input", reason="ir_stale") is not None
+
+
+def test_two_hundred_malformed_messages_are_counted_and_survived(node):
+    proc, d = node()
+    good_eo, good_ir = scene(H, W, 1.0)
+    bad = []
+    for k in range(200):
+        msg = d.image(good_ir, "mono8", time.time(), "ir_optical")
+        kind = k % 4
+        if kind == 0:
+            msg.step = W - 1  # step shorter than a row
+        elif kind == 1:
+            msg.data = msg.data[: len(msg.data) // 2]  # truncated
+        elif kind == 2:
+            msg.encoding = "yuv422_weird"
+        else:
+            msg.width = 0
+        bad.append(msg)
+    for k, msg in enumerate(bad):
+        (d.pub_ir if k % 2 else d.pub_eo).publish(msg)
+        time.sleep(0.002)
+    assert d.wait_for(lambda: int((d.latest_diagnostic() or {}).get("rejected_total", 0)) >= 200, 10)
+    diag = d.latest_diagnostic()
+    assert int(diag["rejected_total"]) == 200
+    # even k went to EO, odd k to IR: bad_step (k % 4 == 0) and unknown encoding (k % 4 == 2) hit EO,
+    # truncated (1) and zero size (3) hit IR
+    assert int(diag["rejected_eo_bad_step"]) == 50 and int(diag["rejected_eo_unknown_encoding"]) == 50
+    assert int(diag["rejected_ir_truncated"]) == 50 and int(diag["rejected_ir_zero_size"]) == 50
+    assert proc.poll() is None, "node died"
+    cam = Camera(d)
+    cam.run(5)
+    assert d.wait_for(lambda: len(d.masks) >= 5, 5), "node stopped segmenting after bad input"
+
+
+def test_sim_time_and_backward_clock_jump(node, tiny_bundle):
+    _, d = node({"use_sim_time": True})
+    sim = 1000.0
+    eo, ir = scene(H, W, 0.0)
+
+    def tick(t, pair=True):
+        d.publish_clock(t)
+        time.sleep(0.005)
+        eo_img, ir_img = scene(H, W, t)
+        if pair:
+            d.pub_eo.publish(d.image(eo_img, "rgb8", t, "eo_optical"))
+        d.pub_ir.publish(d.image(ir_img, "mono8", t, "ir_optical"))
+        time.sleep(PERIOD)
+
+    for k in range(15):
+        tick(sim + k * PERIOD)
+    assert d.wait_for(lambda: any(abs(s - (sim + 14 * PERIOD)) < 1e-6 for s in mask_stamps(d)), 5)
+    assert first_mode(d, "fused", after=sim) is not None
+    # bag loop: time jumps back 10 s
+    jump = sim - 10.0
+    for k in range(15):
+        tick(jump + k * PERIOD)
+    assert d.wait_for(lambda: any(abs(s - (jump + 14 * PERIOD)) < 1e-6 for s in mask_stamps(d)), 5), \
+        "no masks after the clock jumped back"
+    assert d.wait_for(lambda: int((d.latest_diagnostic() or {}).get("clock_resets", 0)) >= 1, 5)
+    assert any(p["mode"] == "fused" and jump <= p["since"] < sim for p in d.mode_payloads()), \
+        "never back to fused on the new timeline"
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"model_dir": ""}, "parameter 'model_dir' is required"),
+    ({"health.recover_frames": 0}, "health.recover_frames"),
+    ({"backend": "cuda"}, "parameter 'backend' must be one of"),
+    ({"eo_to_ir_homography": [1.0, 0.0, 0.0]}, "needs 9 numbers"),
+])
+def test_bad_parameters_fail_at_start_with_a_clear_message(tiny_bundle, ros_env, params, message):
+    from ros_harness import start_node
+
+    proc = start_node(tiny_bundle, ros_env, dict(FAST, **params))
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        stop_node(proc)
+    assert proc.returncode == 2, out
+    assert message in out
+
+
+def test_bad_bundle_fails_at_start(tmp_path, ros_env):
+    proc = start_node(tmp_path / "missing_bundle", ros_env, FAST)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "model bundle directory not found" in out
