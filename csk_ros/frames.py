@@ -44,10 +44,12 @@ class InputPreparer:
 
 
 def resize_nearest(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Class ids must never be interpolated: nearest neighbour only."""
+    """Class ids must never be interpolated: nearest neighbour only. The EXACT
+    variant samples pixel centres; plain INTER_NEAREST shifts by up to half a
+    pixel against the bilinear-resized images."""
     if image.shape[:2] == tuple(shape):
         return image
-    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def palette_lut(palette) -> np.ndarray:

@@ -39,6 +39,7 @@ from .node_config import PARAMS, NodeConfig, build_config
 from .pairing import EoBuffer, PairStatus, decide_pairing
 
 CLOCK_JUMP_S = 1.0  # ROS time going back more than this = bag loop / sim reset
+UNPAIRED_FRAMES = 3  # consecutive IR frames without an EO partner before ~/mode says so
 
 
 def stamp_seconds(stamp) -> float:
@@ -109,6 +110,7 @@ class SegmentNode(Node):
         self.mode_state: tuple[str, str] | None = None
         self.mode_since_ros = 0.0
         self.last_ros_now: float | None = None
+        self.unpaired_run, self.unpaired_since = 0, 0.0
 
         # sensor_data = REP-2003 sensor subscription: best effort, keep last `qos_depth`.
         input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos_depth,
@@ -274,7 +276,24 @@ class SegmentNode(Node):
             self.latency_ms.append((t2 - t1) * 1e3)
             self.overhead_ms.append(job.decode_ms + (t1 - t0 + t3 - t2) * 1e3)
             self.mask_rate.tick(t3)
+            self._report_mode(mode, reason, decision, job.arrival_ros)
+
+    def _report_mode(self, mode: str, reason: str, decision, frame_time: float) -> None:
+        """Publish the mode that ran. A per-frame fallback (this IR frame had no
+        usable EO partner) is counted every time but announced on ~/mode only
+        after UNPAIRED_FRAMES in a row, so one late EO message does not flap
+        the topic; a real EO loss is then announced within a few frames and as
+        eo_stale at eo_timeout_s."""
+        if (mode, reason) == (decision.mode, decision.reason):
+            self.unpaired_run = 0
             self._publish_mode(mode, reason, decision.since_s)
+            return
+        self.counts[f"frames_{reason}"] += 1
+        self.unpaired_run += 1
+        if self.unpaired_run == 1:
+            self.unpaired_since = frame_time
+        if self.unpaired_run >= UNPAIRED_FRAMES:
+            self._publish_mode(mode, reason, self.unpaired_since)
 
     # ------------------------------------------------------------ mode/diag
     def _publish_mode(self, mode: str, reason: str, since: float) -> None:
@@ -310,6 +329,7 @@ class SegmentNode(Node):
                 "overhead_ms_p50": f"{ovh50:.3f}", "overhead_ms_p95": f"{ovh95:.3f}",
                 "backend": self.segmenter.backend_name, "bundle": str(self.segmenter.bundle.root),
                 "backend_info": json.dumps(self.segmenter.info, default=str),
+                "eo_received": str(self.eo_rate.count), "ir_received": str(self.ir_rate.count),
                 "rejected_total": str(sum(self.rejected.values())),
             }
             values.update({f"rejected_{k}": str(v) for k, v in sorted(self.rejected.items())})

@@ -96,7 +96,8 @@ def parity(model: torch.nn.Module, mode: str, path: Path, samples) -> dict:
     return {"mask_disagreement": disagree / total, "max_confidence_diff": conf_diff, "samples": len(samples)}
 
 
-def build_manifest(ckpt: dict, height: int, width: int, graphs: dict, opset: int, name: str) -> dict:
+def build_manifest(ckpt: dict, height: int, width: int, graphs: dict, opset: int, name: str,
+                   checkpoint_sha256: str) -> dict:
     cfg = ckpt["config"]
     class_names, palette = dataset_classes(cfg["data"])
     return {
@@ -120,6 +121,7 @@ def build_manifest(ckpt: dict, height: int, width: int, graphs: dict, opset: int
         "graphs": graphs,
         "engines": [],
         "model": {k: cfg["model"][k] for k in ("arch", "depth", "width", "output_stride", "num_classes", "exchange", "gsu")},
+        "checkpoint": {"sha256": checkpoint_sha256},
         "training": {"stage": ckpt.get("stage"), "step": ckpt.get("step"), "metrics": ckpt.get("metrics") or {},
                      "config": cfg},
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "opset": opset, "dynamo": True},
@@ -165,7 +167,7 @@ def export_bundle(checkpoint, out, height: int | None = None, width: int | None 
                                   f"mask pixels (limit {100 * max_disagreement:.3f}%); the export is wrong, not shipped")
             records[mode] = {"file": path.name, "sha256": sha256_of(path), "inputs": list(GRAPH_INPUTS[mode]),
                             "outputs": list(GRAPH_OUTPUTS), "opset": opset, "parity": check}
-        write_manifest(staging, build_manifest(ckpt, height, width, records, opset, out.name))
+        write_manifest(staging, build_manifest(ckpt, height, width, records, opset, out.name, sha256_of(checkpoint)))
         load_manifest(staging)  # the reader accepts what the writer wrote
         if out.exists():
             shutil.rmtree(out)

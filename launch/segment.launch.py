@@ -7,7 +7,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -35,7 +35,9 @@ def generate_launch_description():
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
     )
     sim_time = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
-    model_given = PythonExpression(["'", LaunchConfiguration("model_dir"), "' != ''"])
+    # A plain string comparison, not a PythonExpression: a path holding a quote
+    # must not turn into a Python syntax error at launch time.
+    model_given = NotEqualsSubstitution(LaunchConfiguration("model_dir"), "")
     return LaunchDescription(args + [
         # model_dir overrides the params file only when given, so an empty argument
         # never blanks a model_dir set in a custom params file.

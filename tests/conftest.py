@@ -75,15 +75,6 @@ def bundle_copy(tiny_bundle, tmp_path) -> Path:
 def ros_env():
     """Environment for any process that touches ROS: loopback-only discovery,
     a per-session domain id and log dir (see scripts/isolated_ros.sh)."""
-    import random
-    import tempfile
+    from csk_ros.stream_client import loopback_ros_env
 
-    env = dict(os.environ)
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["ROS_LOCALHOST_ONLY"] = "1"
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
-    env.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="csk_ros_log_"))
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID",
-                                          "ROS_LOG_DIR")})
-    return env
+    return loopback_ros_env()

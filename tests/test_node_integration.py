@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from ros_harness import Driver, scene, start_node, stop_node
+from csk_ros.stream_client import Driver, scene, start_node, stop_node
 
 H, W = 60, 80  # camera size; the bundle is 48x64, so every frame is resized
 PERIOD = 0.05  # 20 Hz
@@ -206,7 +206,7 @@ def test_sim_time_and_backward_clock_jump(node, tiny_bundle):
     ({"eo_to_ir_homography": [1.0, 0.0, 0.0]}, "needs 9 numbers"),
 ])
 def test_bad_parameters_fail_at_start_with_a_clear_message(tiny_bundle, ros_env, params, message):
-    from ros_harness import start_node
+    from csk_ros.stream_client import start_node
 
     proc = start_node(tiny_bundle, ros_env, dict(FAST, **params))
     try:

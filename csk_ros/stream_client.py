@@ -1,5 +1,10 @@
-"""Drive a real segment_node subprocess from the test process over real ROS 2
-(PyPI wheels), on loopback only (the session's ROS_* environment, see conftest)."""
+"""Drive a segment_node process over real ROS 2: start it, publish EO/IR
+streams (and /clock), record masks, modes and diagnostics.
+
+Used by the integration tests, the latency benchmark and `make demo`. The
+caller provides the ROS environment (loopback-only discovery, domain id, log
+dir: see scripts/isolated_ros.sh); nothing here widens it.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def loopback_ros_env() -> dict:
+    """Force loopback-only DDS discovery for this process and its children and
+    give the run its own domain id and log dir unless the caller chose them.
+    Call before rclpy.init. Returns the environment to pass to subprocesses."""
+    import random
+    import tempfile
+
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+    os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="csk_ros_log_"))
+    return dict(os.environ)
+
+
 def start_node(bundle: Path, env: dict, params: dict | None = None, name_args: tuple = ()) -> subprocess.Popen:
+    """The node as `python -m csk_ros.segment_node` with the shipped params file plus overrides."""
     cmd = [sys.executable, "-m", "csk_ros.segment_node", "--ros-args", "--params-file",
            str(ROOT / "config" / "segment.yaml"), "-p", f"model_dir:={bundle}"]
     for key, value in (params or {}).items():
@@ -39,7 +59,7 @@ def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> str:
 
 
 class Driver:
-    """Test-side node: publishes EO/IR (and /clock), records masks, modes, diagnostics."""
+    """Client node: publishes EO/IR (and /clock), records masks, modes, diagnostics."""
 
     def __init__(self, node_name: str = "segment_node", sim_time: bool = False):
         import rclpy
@@ -65,7 +85,7 @@ class Driver:
         def keep(store):
             def callback(msg):
                 with self.lock:
-                    store.append((time.monotonic(), msg))
+                    store.append((time.time(), msg))  # wall clock, comparable to the stamps we send
             return callback
 
         self.node.create_subscription(Image, f"/{node_name}/mask", keep(self.masks), qos)

@@ -1,0 +1,56 @@
+"""Shared bits of the benchmark scripts: timing summaries, table printing, JSON output."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def time_calls(fn, runs: int, warmup: int) -> dict:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return summarize_ms(samples)
+
+
+def summarize_ms(samples) -> dict:
+    a = np.asarray(samples, float)
+    if a.size == 0:
+        return {"n": 0, "median_ms": float("nan"), "p95_ms": float("nan")}
+    return {"n": int(a.size), "median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)),
+            "min_ms": float(a.min()), "max_ms": float(a.max())}
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = " | ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("-+-".join("-" * w for w in widths))
+    for r in cells:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def machine() -> dict:
+    import os
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "processor": platform.processor()}
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = dict(payload, machine=machine(), written=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
