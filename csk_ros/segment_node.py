@@ -14,6 +14,7 @@ with the IR frame's header.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -39,6 +40,7 @@ from .node_config import PARAMS, NodeConfig, build_config
 from .pairing import EoBuffer, PairStatus, decide_pairing
 
 CLOCK_JUMP_S = 1.0  # ROS time going back more than this = bag loop / sim reset
+ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service", "qos_overrides"}
 UNPAIRED_FRAMES = 3  # consecutive IR frames without an EO partner before ~/mode says so
 
 
@@ -153,6 +155,13 @@ class SegmentNode(Node):
                 values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
             except Exception as exc:  # rclpy raises several types for a bad YAML value
                 raise ValueError(f"parameter '{spec.name}': {exc} ({spec.description})") from exc
+        # rclpy silently drops overrides nobody declares, so a typo in a params
+        # file would go unnoticed; its override table is the only place to see them.
+        given = set(getattr(self, "_parameter_overrides", {}) or {})
+        unknown = sorted(given - {spec.name for spec in PARAMS} - ROS_OWN_PARAMS)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}: check the spelling in the params file / command line "
+                             "(known: see config/segment.yaml)")
         return build_config(values)
 
     # ---------------------------------------------------------------- clocks
@@ -235,7 +244,8 @@ class SegmentNode(Node):
             try:
                 self._process(*item)
             except Exception as exc:  # never let one bad frame kill the worker
-                self.counts["inference_errors"] += 1
+                with self.lock:
+                    self.counts["inference_errors"] += 1
                 self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=5.0)
 
     def _process(self, job: IrJob, pairing, decision) -> None:
@@ -363,6 +373,9 @@ def main(args=None) -> int:
         print(f"[segment_node] start-up failed: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while the bundle was loading
+        rclpy.try_shutdown()
+        return 130
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -370,6 +383,9 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # `ros2 launch` forwards a second SIGINT after the terminal's: it must
+        # not interrupt the cleanup and turn a clean stop into a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -204,6 +204,7 @@ def test_sim_time_and_backward_clock_jump(node, tiny_bundle):
     ({"health.recover_frames": 0}, "health.recover_frames"),
     ({"backend": "cuda"}, "parameter 'backend' must be one of"),
     ({"eo_to_ir_homography": [1.0, 0.0, 0.0]}, "needs 9 numbers"),
+    ({"health.eo_timout_s": 1.0}, "unknown parameter(s) ['health.eo_timout_s']"),
 ])
 def test_bad_parameters_fail_at_start_with_a_clear_message(tiny_bundle, ros_env, params, message):
     from csk_ros.stream_client import start_node

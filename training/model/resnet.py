@@ -149,7 +149,7 @@ class ModalResNet(nn.Module):
     """ResNet trunk (no fc) over a list of modalities.
 
     `output_stride` 8 or 16 replaces the last strides by dilation, as DeepLabV3
-    does. `width` scales every stage (64 = torchvision); small widths make
+    does (4 keeps thin objects visible on tiny synthetic frames). `width` scales every stage (64 = torchvision); small widths make
     CPU tests fast. `in_channels` is 3 (IR is replicated to 3 channels by the
     model so the shared first conv serves both) or 4 for early fusion.
     """
@@ -167,11 +167,12 @@ class ModalResNet(nn.Module):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"backbone depth must be one of {sorted(DEPTHS)}, got {depth}")
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        if output_stride not in (4, 8, 16, 32):
+            raise ValueError(f"output_stride must be 4, 8, 16 or 32, got {output_stride}")
         block, layers = DEPTHS[depth]
         self.depth, self.width, self.num_modalities = depth, width, num_modalities
-        dilate = {8: (False, True, True), 16: (False, False, True), 32: (False, False, False)}[output_stride]
+        dilate = {4: (True, True, True), 8: (False, True, True), 16: (False, False, True),
+                  32: (False, False, False)}[output_stride]
         self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = ModalBatchNorm2d(width, num_modalities)
         self.relu = nn.ReLU(inplace=True)
