@@ -376,9 +376,6 @@ def test_uint8_preflight_flags_uint8_ops_before_the_cast(tmp_path):
     assert "node_permute" in problem and "Transpose" in problem and "'eo_t'" in problem
 
 
-@pytest.mark.xfail(strict=False, reason="engines/graphs.DeployGraph permutes/unsqueezes the uint8 inputs before "
-                   "casting them; TensorRT's ONNX parser rejects uint8 intermediate tensors. Cast first "
-                   "(`named['eo'].float().permute(...)`, `named['ir'].float().unsqueeze(1)`) to fix.")
 def test_exported_bundle_passes_the_tensorrt_uint8_rule(tiny_bundle):
     """The real exporter's graphs (conftest's session bundle) must be parseable by TensorRT."""
     bundle = load_manifest(tiny_bundle)
