@@ -46,6 +46,24 @@ def feeds(height: int, width: int, graph: str) -> dict[str, np.ndarray]:
     return {name: all_inputs[name] for name in GRAPH_INPUTS[graph]}
 
 
+def tensorrt_segmenter(bundle: Path):
+    """(segmenter, None) with fp16 engines built into the (temporary) bundle on
+    this GPU, or (None, why not)."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        return None, f"TensorRT not installed ({exc})"
+    from csk_ros.backends import load_bundle
+    from engines.build import main as build_engines
+
+    if build_engines(["--bundle", str(bundle), "--precision", "fp16"]) != 0:
+        return None, "engine build failed (see the output above)"
+    try:
+        return load_bundle(bundle, backend="tensorrt"), None
+    except Exception as exc:  # report, don't hide: the row says why it is missing
+        return None, f"TensorRT backend failed: {exc}"
+
+
 def bench_size(model, bundle: Path, height: int, width: int, threads: int, runs: int, warmup: int) -> list[dict]:
     import onnxruntime as ort
 
@@ -54,6 +72,7 @@ def bench_size(model, bundle: Path, height: int, width: int, threads: int, runs:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    trt_seg, trt_missing = tensorrt_segmenter(bundle)
     for graph in ("fused", "ir_only"):
         inputs = feeds(height, width, graph)
         deploy = DeployGraph(model, graph)
@@ -66,16 +85,15 @@ def bench_size(model, bundle: Path, height: int, width: int, threads: int, runs:
             timing = time_calls(lambda: session.run(None, inputs), runs, warmup)
             name = "onnxruntime CPU" if provider == "CPUExecutionProvider" else "onnxruntime CUDA"
             rows.append(dict(graph=graph, size=f"{height}x{width}", backend=name, threads=threads, **timing))
-        try:
-            from csk_ros.backends import load_bundle
-
-            seg = load_bundle(bundle, backend="tensorrt")
-            run = (lambda: seg.fused(inputs["eo"][0], inputs["ir"][0])) if graph == "fused" else (
-                lambda: seg.ir_only(inputs["ir"][0]))
-            rows.append(dict(graph=graph, size=f"{height}x{width}", backend="tensorrt", threads="-",
-                             **time_calls(run, runs, warmup)))
-        except Exception as exc:  # no TensorRT / engines here: say so in the JSON, not silently
-            rows.append(dict(graph=graph, size=f"{height}x{width}", backend="tensorrt", skipped=str(exc)[:200]))
+        if trt_seg is None:
+            rows.append(dict(graph=graph, size=f"{height}x{width}", backend="tensorrt", skipped=trt_missing[:200]))
+            continue
+        run = (lambda: trt_seg.fused(inputs["eo"][0], inputs["ir"][0])) if graph == "fused" else (
+            lambda: trt_seg.ir_only(inputs["ir"][0]))
+        rows.append(dict(graph=graph, size=f"{height}x{width}", backend="tensorrt fp16", threads="-",
+                         **time_calls(run, runs, warmup)))
+    if trt_seg is not None:
+        trt_seg.close()
     return rows
 
 

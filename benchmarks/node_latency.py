@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, print_table, summarize_ms, write_json  # noqa: E402
+from csk_ros.segment_node import stamp_seconds  # noqa: E402
 from csk_ros.stream_client import Driver, loopback_ros_env, scene, start_node, stop_node  # noqa: E402
 
 
@@ -41,10 +42,6 @@ def default_bundle(work: Path) -> Path:
     return export_bundle(random_checkpoint(work / "random.pt"), work / "bundle", log=lambda *_: None)
 
 
-def stamp_of(msg) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle")
@@ -62,8 +59,9 @@ def main(argv=None) -> int:
         bundle = Path(args.bundle) if args.bundle else default_bundle(Path(tmp))
         params = {"health.eo_timeout_s": 0.5, "diagnostics_period_s": 0.5, "qos": args.qos}
         proc = start_node(bundle, env, params)
-        driver = Driver()
+        driver = None
         try:
+            driver = Driver()
             if not driver.wait_for_subscribers(60):
                 print(stop_node(proc), file=sys.stderr)
                 raise SystemExit("the node did not come up")
@@ -93,10 +91,11 @@ def main(argv=None) -> int:
             cpu_used, wall_used = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
             diag = driver.latest_diagnostic() or {}
             with driver.lock:
-                received = [(t_rx, stamp_of(m)) for t_rx, m in driver.masks]
+                received = [(t_rx, stamp_seconds(m.header.stamp)) for t_rx, m in driver.masks]
             modes = driver.mode_payloads()
         finally:
-            driver.close()
+            if driver is not None:
+                driver.close()
             log = stop_node(proc)
     steady = [(rx - st) * 1e3 for rx, st in received if st <= last_eo]
     switch = next((m for m in modes if m["mode"] == "ir_only" and m["since"] > last_eo), None)

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .thermal import ThermalScaling
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 GRAPH_INPUTS = {"fused": ("eo", "ir"), "ir_only": ("ir",), "eo_only": ("eo",)}
@@ -95,6 +97,8 @@ class Bundle:
 
 
 def _need(mapping: dict, key: str, kind, where: str):
+    if not isinstance(mapping, dict):
+        raise BundleError(f"{where}: must be a JSON object, got {type(mapping).__name__}")
     if key not in mapping:
         raise BundleError(f"{where}: missing '{key}'")
     value = mapping[key]
@@ -133,7 +137,7 @@ def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
         raise BundleError(f"{where}: format_version {version} is not supported (this csk_ros reads {FORMAT_VERSION}); "
                           "re-export the bundle with this version's engines.export")
     class_names = tuple(_need(manifest, "class_names", list, where))
-    palette = tuple(tuple(c) for c in _need(manifest, "palette", list, where))
+    palette = tuple(tuple(c) if isinstance(c, list) else (c,) for c in _need(manifest, "palette", list, where))
     if not class_names or len(palette) != len(class_names) or any(
             len(c) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette):
         raise BundleError(f"{where}: needs one RGB triple (0..255) in 'palette' per class name")
@@ -161,6 +165,10 @@ def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
     for name in REQUIRED_GRAPHS:
         if name not in graphs:
             raise BundleError(f"{where}: the bundle has no '{name}' graph, which the IR-only fallback needs")
+    try:  # checked here, before any backend is loaded, not on the first 16-bit frame
+        ThermalScaling.from_dict(manifest.get("thermal_scaling"))
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{where}: bad thermal_scaling: {exc}") from exc
     engines = []
     for i, rec in enumerate(manifest.get("engines") or []):
         ewhere = f"{where} engines[{i}]"

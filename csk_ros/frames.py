@@ -20,10 +20,7 @@ class InputPreparer:
         self.homography = homography
 
     def ir(self, ir: np.ndarray) -> np.ndarray:
-        h, w = self.size
-        if ir.shape[:2] == (h, w):
-            return ir
-        return cv2.resize(ir, (w, h), interpolation=cv2.INTER_AREA if ir.shape[0] > h else cv2.INTER_LINEAR)
+        return resize_linear(ir, self.size)
 
     def eo(self, eo: np.ndarray, ir_shape: tuple[int, int]) -> np.ndarray:
         """EO in the model's IR-aligned frame. Without a homography the cameras
@@ -35,12 +32,21 @@ class InputPreparer:
             if abs(eo_aspect / ir_aspect - 1.0) > 0.02:
                 raise ValueError(f"EO {eo.shape[1]}x{eo.shape[0]} and IR {ir_shape[1]}x{ir_shape[0]} differ in aspect "
                                  "ratio and no eo_to_ir_homography is set: cannot pair them")
-            if eo.shape[:2] == (h, w):
-                return eo
-            return cv2.resize(eo, (w, h), interpolation=cv2.INTER_AREA if eo.shape[0] > h else cv2.INTER_LINEAR)
-        scale = np.diag([w / ir_shape[1], h / ir_shape[0], 1.0])
+            return resize_linear(eo, self.size)
+        # IR pixel centres -> model pixel centres, as cv2.resize maps them.
+        sx, sy = w / ir_shape[1], h / ir_shape[0]
+        scale = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
         return cv2.warpPerspective(eo, scale @ self.homography, (w, h), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def resize_linear(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Camera image -> model size, bilinear: the interpolation training and
+    evaluation use (training/data/augment.py), so the deployed model sees
+    inputs prepared the same way."""
+    if image.shape[:2] == tuple(shape):
+        return image
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def resize_nearest(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -137,6 +137,9 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         raise ValueError("parameter 'model_dir' is required: the model bundle directory to load "
                          "(export one with `python -m engines.export`)")
     health = HealthParams.from_dict({k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("health.")})
+    if full["sync_slop_s"] >= health.ir_timeout_s:
+        raise ValueError(f"parameter 'sync_slop_s' ({full['sync_slop_s']}) must be below 'health.ir_timeout_s' "
+                         f"({health.ir_timeout_s}): waiting for an EO partner must not outlast IR staleness")
     thermal = None
     if full["thermal.mode"]:
         thermal = {k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("thermal.")}

@@ -39,8 +39,8 @@ from .image_conversion import ImageDecodeError, array_to_image, to_ir8, to_rgb8
 from .node_config import PARAMS, NodeConfig, build_config
 from .pairing import EoBuffer, PairStatus, decide_pairing
 
-CLOCK_JUMP_S = 1.0  # ROS time going back more than this = bag loop / sim reset
-ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service", "qos_overrides"}
+ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service"}
+UNPAIRED_WARN_FRACTION = 0.2  # diagnostics WARN when this share of recent masks lacked an EO partner
 UNPAIRED_FRAMES = 3  # consecutive IR frames without an EO partner before ~/mode says so
 
 
@@ -99,7 +99,10 @@ class SegmentNode(Node):
         self.preparer = InputPreparer(bundle.height, bundle.width, cfg.homography)
         self.lut = palette_lut(bundle.palette)
         self.health = EoHealthMonitor(cfg.health)
-        self.eo_buffer: EoBuffer = EoBuffer(max_len=30, jump_back_s=CLOCK_JUMP_S)
+        # One tolerance for "the clock jumped back" everywhere (node, monitor, buffer).
+        self.clock_jump_s = cfg.health.clock_jump_tolerance_s
+        self.eo_buffer: EoBuffer = EoBuffer(max_len=30, jump_back_s=self.clock_jump_s)
+        self.recent_unpaired: deque[bool] = deque(maxlen=100)
 
         self.lock = threading.Condition()
         self.pending: IrJob | None = None
@@ -113,6 +116,7 @@ class SegmentNode(Node):
         self.mode_since_ros = 0.0
         self.last_ros_now: float | None = None
         self.unpaired_run, self.unpaired_since = 0, 0.0
+        self.last_ir_rejection_wall = -1e9
 
         # sensor_data = REP-2003 sensor subscription: best effort, keep last `qos_depth`.
         input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos_depth,
@@ -158,7 +162,11 @@ class SegmentNode(Node):
         # rclpy silently drops overrides nobody declares, so a typo in a params
         # file would go unnoticed; its override table is the only place to see them.
         given = set(getattr(self, "_parameter_overrides", {}) or {})
-        unknown = sorted(given - {spec.name for spec in PARAMS} - ROS_OWN_PARAMS)
+        if any(name.startswith("qos_overrides.") for name in given):
+            self.get_logger().warning("qos_overrides.* are not supported by this node; use its 'qos' and "
+                                      "'qos_depth' parameters")
+        unknown = sorted(n for n in given - {spec.name for spec in PARAMS} - ROS_OWN_PARAMS
+                         if not n.startswith("qos_overrides."))
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown}: check the spelling in the params file / command line "
                              "(known: see config/segment.yaml)")
@@ -170,11 +178,12 @@ class SegmentNode(Node):
 
     def _check_clock_jump(self, now: float) -> None:
         """Bag loop / sim reset: drop every time-keyed buffer instead of wedging on old stamps."""
-        if self.last_ros_now is not None and now < self.last_ros_now - CLOCK_JUMP_S:
+        if self.last_ros_now is not None and now < self.last_ros_now - self.clock_jump_s:
             self.get_logger().warning(f"clock jumped back {self.last_ros_now - now:.2f} s: resetting buffers")
             self.health.reset()
             self.eo_buffer.clear()
             self.pending = None
+            self.mode_since_ros = 0.0  # switch times restart on the new timeline
             self.counts["clock_resets"] += 1
         self.last_ros_now = now
 
@@ -204,6 +213,7 @@ class SegmentNode(Node):
         except ImageDecodeError as exc:
             with self.lock:
                 self.rejected[f"ir_{exc.reason}"] += 1
+                self.last_ir_rejection_wall = wall
             self._log_rejection("IR", exc)
             return
         job = IrJob(msg.header, ir, stamp_seconds(msg.header.stamp), now, wall, (time.monotonic() - wall) * 1e3)
@@ -257,13 +267,14 @@ class SegmentNode(Node):
                 try:
                     eo = self.preparer.eo(pairing.eo_item, job.ir.shape[:2])
                 except ValueError as exc:
-                    self.rejected["eo_size_mismatch"] += 1
+                    with self.lock:
+                        self.rejected["eo_size_mismatch"] += 1
                     self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
                     mode, reason = "ir_only", "eo_size_mismatch"
             else:
                 mode, reason = "ir_only", ("eo_unpaired" if self.segmenter.has_fused else "no_fused_graph")
         elif mode == "no_input":  # IR just arrived, so the monitor is only catching up
-            mode = "ir_only"
+            mode, reason = "ir_only", "ir_catching_up"
         ir = self.preparer.ir(job.ir)
         t1 = time.monotonic()
         mask, conf = self.segmenter.fused(eo, ir) if mode == "fused" else self.segmenter.ir_only(ir)
@@ -294,6 +305,8 @@ class SegmentNode(Node):
         after UNPAIRED_FRAMES in a row, so one late EO message does not flap
         the topic; a real EO loss is then announced within a few frames and as
         eo_stale at eo_timeout_s."""
+        if decision.mode == "fused":
+            self.recent_unpaired.append(mode != "fused")
         if (mode, reason) == (decision.mode, decision.reason):
             self.unpaired_run = 0
             self._publish_mode(mode, reason, decision.since_s)
@@ -310,7 +323,9 @@ class SegmentNode(Node):
         if self.mode_state == (mode, reason):
             return
         self.mode_state = (mode, reason)
-        self.mode_since_ros = since
+        # A mode cannot start before the previous switch (e.g. back to fused
+        # after an announced per-frame fallback inside one health-fused period).
+        self.mode_since_ros = since = max(since, self.mode_since_ros)
         self.counts[f"switches_to_{mode}"] += 1
         payload = {"mode": mode, "reason": reason, "since": round(since, 6),
                    "backend": self.segmenter.backend_name}
@@ -324,6 +339,9 @@ class SegmentNode(Node):
             if decision.mode == "no_input":
                 self._publish_mode("no_input", decision.reason, decision.since_s)
             ir_age = self.ir_rate.age(wall)
+            ir_rejected = ", ".join(k[3:] for k in sorted(self.rejected) if k.startswith("ir_") and
+                                    self.last_ir_rejection_wall > wall - self.config.health.ir_timeout_s)
+            unpaired = (sum(self.recent_unpaired) / len(self.recent_unpaired)) if self.recent_unpaired else 0.0
             ir_dead = decision.mode == "no_input" or ir_age is None or ir_age > self.config.health.ir_timeout_s
             mode, reason = self.mode_state
             lat50, lat95 = percentiles(self.latency_ms)
@@ -341,11 +359,17 @@ class SegmentNode(Node):
                 "backend_info": json.dumps(self.segmenter.info, default=str),
                 "eo_received": str(self.eo_rate.count), "ir_received": str(self.ir_rate.count),
                 "rejected_total": str(sum(self.rejected.values())),
+                "unpaired_fraction_recent": f"{unpaired:.3f}",
             }
             values.update({f"rejected_{k}": str(v) for k, v in sorted(self.rejected.items())})
             values.update({k: str(v) for k, v in sorted(self.counts.items())})
-        if ir_dead:
+        if ir_dead and ir_rejected:
+            level, message = DiagnosticStatus.ERROR, f"IR messages arrive but are rejected ({ir_rejected}): no masks"
+        elif ir_dead:
             level, message = DiagnosticStatus.ERROR, f"no IR input ({decision.reason}): no masks are published"
+        elif unpaired > UNPAIRED_WARN_FRACTION:
+            level, message = DiagnosticStatus.WARN, (f"{100 * unpaired:.0f}% of recent IR frames had no EO partner "
+                                                     "within sync_slop_s: those ran IR-only")
         elif mode != "fused":
             level, message = DiagnosticStatus.WARN, f"IR-only fallback ({reason})"
         else:
@@ -361,15 +385,18 @@ class SegmentNode(Node):
         with self.lock:
             self.running = False
             self.lock.notify_all()
-        self.worker.join(timeout=2.0)
-        self.segmenter.close()
+        self.worker.join(timeout=10.0)
+        if self.worker.is_alive():  # an inference still running: let process exit reclaim the backend
+            self.get_logger().warning("inference worker did not stop within 10 s")
+        else:
+            self.segmenter.close()
 
 
 def main(args=None) -> int:
     rclpy.init(args=args)
     try:
         node = SegmentNode()
-    except (ValueError, BundleError) as exc:
+    except (ValueError, BundleError, OSError, RuntimeError) as exc:
         print(f"[segment_node] start-up failed: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,11 +44,24 @@ def start_node(bundle: Path, env: dict, params: dict | None = None, name_args: t
     for key, value in (params or {}).items():
         cmd += ["-p", f"{key}:={json.dumps(value)}"]  # JSON is valid YAML for every value type
     cmd += list(name_args)
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # Output goes to a file, not a pipe: a pipe nobody drains fills up and
+    # blocks the node's logging (and with it its executor) on long runs.
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
+    proc.log_file = log
+    return proc
+
+
+def node_output(proc: subprocess.Popen) -> str:
+    """Everything the node printed so far."""
+    proc.log_file.flush()
+    proc.log_file.seek(0)
+    return proc.log_file.read()
 
 
 def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> str:
+    """SIGINT the node's process group (SIGKILL after `timeout`); return its output."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -55,7 +69,7 @@ def stop_node(proc: subprocess.Popen, timeout: float = 10.0) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
-    return proc.stdout.read() if proc.stdout and not proc.stdout.closed else ""
+    return node_output(proc)
 
 
 class Driver:
@@ -108,10 +122,10 @@ class Driver:
                 return
 
     def close(self):
+        self.rclpy.shutdown(context=self.context)  # ends the spin thread's loop first
+        self.thread.join(2)
         self.executor.shutdown()
         self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
-        self.thread.join(2)
 
     # ------------------------------------------------------------ publishing
     @staticmethod

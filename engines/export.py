@@ -23,12 +23,12 @@ import numpy as np
 import onnx
 import torch
 
-from csk_ros.bundle import FORMAT_VERSION, GRAPH_OUTPUTS, load_manifest, sha256_of, write_manifest
+from csk_ros.bundle import FORMAT_VERSION, GRAPH_INPUTS, GRAPH_OUTPUTS, MANIFEST, load_manifest, sha256_of, write_manifest
 from csk_ros.thermal import ThermalScaling
 from training.checkpoint import model_from_checkpoint
 from training.data import dataset_classes
 
-from .graphs import GRAPH_INPUTS, DeployGraph
+from .graphs import DeployGraph
 
 DEFAULT_OPSET = 18
 MAX_DISAGREEMENT = 1e-3  # fraction of mask pixels
@@ -138,8 +138,16 @@ def export_bundle(checkpoint, out, height: int | None = None, width: int | None 
     graph passed its checks, so a failed export leaves no half bundle.
     """
     out = Path(out).resolve()
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ExportError(f"{out} exists and is not empty; pass --force to replace the bundle")
+    if out.exists() and any(out.iterdir()):
+        if not (out / MANIFEST).is_file():
+            raise ExportError(f"{out} exists, is not empty and is not a model bundle; choose another --out")
+        if not force:
+            raise ExportError(f"{out} exists and is not empty; pass --force to replace the bundle")
+    unknown = sorted(set(graphs or ()) - set(GRAPH_INPUTS))
+    if unknown:
+        raise ExportError(f"unknown graph(s) {unknown}; choose from {sorted(GRAPH_INPUTS)}")
+    if graphs and "ir_only" not in graphs:
+        raise ExportError("the graphs must include ir_only: every bundle needs the IR-only fallback")
     model, ckpt = model_from_checkpoint(checkpoint)
     modes = [m for m in ("fused", "ir_only", "eo_only") if m in model.supported_modes and (not graphs or m in graphs)]
     if "ir_only" not in modes:

@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-GRAPH_INPUTS = {"fused": ("eo", "ir"), "ir_only": ("ir",), "eo_only": ("eo",)}
-GRAPH_OUTPUTS = ("mask", "confidence")
+from csk_ros.bundle import GRAPH_INPUTS, GRAPH_OUTPUTS  # the bundle contract, one definition
 
 
 def mask_and_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper, shape_inference
+from onnx import shape_inference
 
 
 def onnx_cost(path: str | Path) -> dict:
@@ -33,7 +33,7 @@ def onnx_cost(path: str | Path) -> dict:
             out = shapes.get(node.output[0])
             if w is None or out is None:
                 raise ValueError(f"cannot size Conv {node.name} in {path}: missing weight or output shape")
-            kernel = int(np.prod(numpy_helper.to_array(w).shape[1:]))  # (C_in/groups) * kh * kw
+            kernel = int(np.prod(w.dims[1:]))  # (C_in/groups) * kh * kw
             macs += int(np.prod(out)) * kernel
         elif node.op_type in ("Gemm", "MatMul"):
             a, out = shapes.get(node.input[0]), shapes.get(node.output[0])

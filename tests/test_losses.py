@@ -57,7 +57,7 @@ def test_zero_weight_switches_a_term_off_and_kd_without_teacher_is_an_error():
     objective = CskObjective(build_model(TINY), cfg, None)
     _, parts = objective(eo, ir, label)
     assert set(parts) == {"ce_fused", "ce_eo", "ce_ir", "gamma_l1"}
-    with pytest.raises(ValueError, match="needs a teacher checkpoint"):
+    with pytest.raises(ValueError, match="need a teacher checkpoint"):
         CskObjective(build_model(TINY), losses.loss_config(), None)
     with pytest.raises(ValueError, match="unknown loss config key"):
         losses.loss_config({"kd": 1.0})

@@ -47,6 +47,7 @@ def test_valid_config_and_overrides():
     ({"model_dir": "/b", "thermal.mode": "fixed", "thermal.low": 5.0, "thermal.high": 1.0}, "needs high > low"),
     ({"model_dir": "/b", "rebuild_engines": "yes"}, "must be a bool"),
     ({"model_dir": "/b", "colour": 1}, "unknown parameter"),
+    ({"model_dir": "/b", "sync_slop_s": 0.6}, "must be below 'health.ir_timeout_s'"),
 ])
 def test_bad_values_name_the_parameter(values, message):
     with pytest.raises(ValueError) as err:

@@ -207,18 +207,17 @@ def test_sim_time_and_backward_clock_jump(node, tiny_bundle):
     ({"health.eo_timout_s": 1.0}, "unknown parameter(s) ['health.eo_timout_s']"),
 ])
 def test_bad_parameters_fail_at_start_with_a_clear_message(tiny_bundle, ros_env, params, message):
-    from csk_ros.stream_client import start_node
-
     proc = start_node(tiny_bundle, ros_env, dict(FAST, **params))
     try:
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
-        stop_node(proc)
+        out = stop_node(proc)
     assert proc.returncode == 2, out
     assert message in out
 
 
 def test_bad_bundle_fails_at_start(tmp_path, ros_env):
     proc = start_node(tmp_path / "missing_bundle", ros_env, FAST)
-    out, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    out = stop_node(proc)
     assert proc.returncode == 2 and "model bundle directory not found" in out

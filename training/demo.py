@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from engines.export import export_bundle
 
 from .config import load_config
@@ -74,7 +72,6 @@ def main(argv=None) -> int:
     p.add_argument("--no-ros", action="store_true", help="skip exporting the bundle and the ROS 2 node run")
     p.add_argument("overrides", nargs="*", help="config overrides for training/configs/synthetic.yaml")
     args = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(args.out)
     started = time.monotonic()
     ckpts = train_stages(out, list(args.overrides), args.teacher_epochs, not args.no_baseline)

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
+from csk_ros.frames import resize_nearest
+from csk_ros.segment_node import stamp_seconds
 from csk_ros.stream_client import Driver, loopback_ros_env, start_node, stop_node
 
 from .data import generate_sample
-from .metrics import summarize
+from .metrics import confusion_matrix, summarize
 
 
 def stream_and_score(bundle: Path, data_cfg: dict, class_names, seconds_per_phase: float = 4.0,
@@ -22,9 +25,10 @@ def stream_and_score(bundle: Path, data_cfg: dict, class_names, seconds_per_phas
     env = loopback_ros_env()
     size = tuple(data_cfg.get("size", (96, 128)))
     proc = start_node(bundle, env, {"qos": "reliable", "health.recover_frames": 5, "diagnostics_period_s": 0.5})
-    driver = Driver()
+    driver = None
     sent = {}  # stamp -> (label, phase)
     try:
+        driver = Driver()
         if not driver.wait_for_subscribers(60):
             raise RuntimeError(f"segment node did not come up:\n{stop_node(proc)[-3000:]}")
         frames = int(seconds_per_phase * rate_hz)
@@ -44,20 +48,18 @@ def stream_and_score(bundle: Path, data_cfg: dict, class_names, seconds_per_phas
         modes = driver.mode_payloads()
         diag = driver.latest_diagnostic() or {}
     finally:
-        driver.close()
+        if driver is not None:
+            driver.close()
         stop_node(proc)
     n = len(class_names)
     confusion = {"eo_alive": np.zeros((n, n), np.int64), "eo_dead": np.zeros((n, n), np.int64)}
     for _, msg in masks:
-        stamp = round(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, 6)
+        stamp = round(stamp_seconds(msg.header.stamp), 6)
         if stamp not in sent:
             continue
         label, phase = sent[stamp]
-        mask = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width)
-        mask = cv2.resize(mask, (label.shape[1], label.shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
-        valid = label != 255
-        idx = label[valid].astype(np.int64) * n + mask[valid]
-        confusion[phase] += np.bincount(idx, minlength=n * n).reshape(n, n)
+        mask = resize_nearest(np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width), label.shape)
+        confusion[phase] += confusion_matrix(torch.from_numpy(mask), torch.from_numpy(label), n).numpy()
     t0 = min(sent)
     return {
         "frames_sent": len(sent), "masks_received": len(masks),

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .data.classes import IGNORE_INDEX
 from .model.resnet import EO, IR, ModalResNet
 
-IGNORE_INDEX = 255
 
 LOSS_DEFAULTS = {
     "ce_fused": 1.0,

@@ -36,9 +36,10 @@ class CskObjective(nn.Module):
         channels = model.cfg["aspp_channels"]
         if self.w["contrastive"] > 0:
             self.projection = losses.ProjectionHead(channels, loss_cfg["contrastive_dim"])
+        if (self.w["kd_feature"] > 0 or self.w["kd_logit"] > 0) and teacher_channels is None:
+            raise ValueError("loss.kd_feature / loss.kd_logit > 0 need a teacher checkpoint (teacher.checkpoint); "
+                             "set both to 0 to train without distillation")
         if self.w["kd_feature"] > 0:
-            if teacher_channels is None:
-                raise ValueError("loss.kd_feature > 0 needs a teacher checkpoint (teacher.checkpoint)")
             enc_t, dec_t = teacher_channels
             self.adapt_enc = nn.Conv2d(model.backbone.out_channels, enc_t, 1)
             self.adapt_dec = nn.Conv2d(channels, dec_t, 1)

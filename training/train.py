@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -82,7 +82,8 @@ def epoch_batches(sampler: DistributedSampler, batch_size: int, epoch: int, skip
 
 def validate(objective, loader, mode: str, dataset, device, max_batches, dist_info: DistInfo) -> dict:
     cm, _ = confusion_over(objective.model, loader, mode, dataset.num_classes, device, max_batches)
-    cm = all_reduce_sum(torch.as_tensor(cm), dist_info).numpy()
+    # On the training device: NCCL reduces CUDA tensors only.
+    cm = all_reduce_sum(torch.as_tensor(cm, device=device), dist_info).cpu().numpy()
     return summarize(cm, dataset.class_names)
 
 
@@ -109,8 +110,10 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
         raise ValueError(f"train split has {len(train_set)} images, fewer than one batch of {tcfg['batch_size']}")
     max_steps = tcfg["max_steps"] or tcfg["epochs"] * steps_per_epoch
     eval_every = tcfg["eval_every"] or steps_per_epoch
-    val_sampler = DistributedSampler(val_set, dist_info.world_size, dist_info.rank, shuffle=False)
-    val_loader = DataLoader(val_set, batch_size=tcfg["batch_size"], sampler=val_sampler,
+    # Every rank scores a disjoint share; DistributedSampler would pad the last
+    # share with repeated images and count them twice in the mIoU.
+    val_share = Subset(val_set, range(dist_info.rank, len(val_set), dist_info.world_size))
+    val_loader = DataLoader(val_share, batch_size=tcfg["batch_size"], shuffle=False,
                             num_workers=tcfg["num_workers"], generator=torch.Generator().manual_seed(tcfg["seed"]))
 
     model = build_model(cfg["model"])
@@ -144,7 +147,11 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
         objective.load_state_dict(ckpt["objective"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng_state"])
+        torch.set_rng_state(ckpt["rng_state"])  # rank 0's state; other ranks re-derive theirs below
+        if dist_info.rank:
+            torch.manual_seed(tcfg["seed"] + dist_info.rank + step)
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         step, best = ckpt["step"], ckpt["best_metrics"] or best
         # The saved lr belongs to the old schedule; recompute it for this run's max_steps.
         for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
@@ -166,6 +173,7 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
                         metrics=metrics, extra={
                             "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "rng_state": torch.get_rng_state(),
+                            "scaler": scaler.state_dict(),
                             "best_metrics": best if math.isfinite(best["miou"]) else None,
                         })
 

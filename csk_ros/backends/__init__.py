@@ -96,22 +96,26 @@ def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: boo
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     bundle = load_manifest(path)
     fallback_reason = None
-    runner = None
     if backend in ("auto", "tensorrt"):
+        segmenter = None
         try:
-            runner = _tensorrt_runner(bundle, rebuild, log)
+            segmenter = Segmenter(bundle, _tensorrt_runner(bundle, rebuild, log))
+            if warm_up:
+                segmenter.warm_up()  # a CUDA failure here must fall back too, not crash the node
+            return segmenter
         except ImportError as exc:
             if backend == "tensorrt":
                 raise BundleError(f"backend 'tensorrt' needs the tensorrt and cuda-python packages: {exc}") from exc
             fallback_reason = f"TensorRT not available ({exc})"
-        except BundleError as exc:
+        except Exception as exc:  # BundleError, CUDA/TensorRT runtime errors, a read-only bundle on rebuild ...
+            if segmenter is not None:
+                segmenter.close()
             if backend == "tensorrt":
-                raise
+                raise exc if isinstance(exc, BundleError) else BundleError(f"TensorRT backend failed: {exc}") from exc
             fallback_reason = f"TensorRT engines unusable: {exc}"
-        if fallback_reason and log:
+        if log:
             log(f"falling back to ONNX Runtime: {fallback_reason}")
-    if runner is None:
-        runner = OnnxRuntimeRunner(bundle, _runtime_graphs(bundle), intra_op_threads, inter_op_threads, providers)
+    runner = OnnxRuntimeRunner(bundle, _runtime_graphs(bundle), intra_op_threads, inter_op_threads, providers)
     segmenter = Segmenter(bundle, runner, fallback_reason)
     if warm_up:
         segmenter.warm_up()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import cv2
 
+from csk_ros.frames import resize_linear
+
 from .classes import IGNORE_INDEX
 
 DEFAULT_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02}
@@ -97,8 +99,9 @@ def resize_sample(sample: dict, size: tuple[int, int] | None) -> dict:
     if sample["eo"].shape[:2] == (height, width):
         return sample
     out = dict(sample)
-    out["eo"] = cv2.resize(sample["eo"], (width, height), interpolation=cv2.INTER_LINEAR)
-    out["ir"] = cv2.resize(sample["ir"], (width, height), interpolation=cv2.INTER_LINEAR)
+    # The node resizes camera frames with the same function (csk_ros.frames).
+    out["eo"] = resize_linear(sample["eo"], (height, width))
+    out["ir"] = resize_linear(sample["ir"], (height, width))
     out["label"] = _resize_label(sample["label"], height, width)
     return out
 
