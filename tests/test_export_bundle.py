@@ -150,3 +150,42 @@ def test_export_cli_reports_missing_checkpoint(tmp_path):
     assert result.returncode == 2
     assert "checkpoint not found" in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_export_guards_its_output_and_graph_list(tiny_checkpoint, tmp_path):
+    precious = tmp_path / "src"
+    precious.mkdir()
+    (precious / "code.py").write_text("keep me")
+    with pytest.raises(ExportError, match="is not a model bundle"):
+        export_bundle(tiny_checkpoint, precious, force=True, log=lambda *_: None)
+    assert (precious / "code.py").read_text() == "keep me"
+    with pytest.raises(ExportError, match="must include ir_only"):
+        export_bundle(tiny_checkpoint, tmp_path / "b", graphs=("fused",), log=lambda *_: None)
+    with pytest.raises(ExportError, match=r"unknown graph\(s\) \['ir-only'\]"):
+        export_bundle(tiny_checkpoint, tmp_path / "b", graphs=("ir-only",), log=lambda *_: None)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["graphs"].update(ir_only=5), "must be a JSON object, got int"),
+    (lambda m: m.update(thermal_scaling={"mode": "fixed", "low": 9, "high": 1}), "bad thermal_scaling"),
+    (lambda m: m.update(palette=[1] * 9), "one RGB triple"),
+])
+def test_malformed_manifest_values_are_bundle_errors(bundle_copy, change, message):
+    edit_manifest(bundle_copy, change)
+    with pytest.raises(BundleError, match=message):
+        load_manifest(bundle_copy)
+
+
+def test_auto_falls_back_on_any_tensorrt_failure(tiny_bundle, monkeypatch):
+    import csk_ros.backends as backends
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("cudaErrorMemoryAllocation")
+
+    monkeypatch.setattr(backends, "_tensorrt_runner", broken)
+    messages = []
+    seg = load_bundle(tiny_bundle, backend="auto", log=messages.append)
+    assert seg.backend_name == "onnxruntime" and "cudaErrorMemoryAllocation" in seg.fallback_reason
+    assert messages and "falling back to ONNX Runtime" in messages[0]
+    with pytest.raises(BundleError, match="TensorRT backend failed: cudaErrorMemoryAllocation"):
+        load_bundle(tiny_bundle, backend="tensorrt")

@@ -157,6 +157,9 @@ def test_two_hundred_malformed_messages_are_counted_and_survived(node):
     for k, msg in enumerate(bad):
         (d.pub_ir if k % 2 else d.pub_eo).publish(msg)
         time.sleep(0.002)
+    # IR arrives but none of it decodes: diagnostics must say so, not just "no IR"
+    assert d.wait_for(lambda: "rejected (truncated, zero_size)" in (d.latest_diagnostic() or {}).get("message", ""),
+                      2), d.latest_diagnostic()
     assert d.wait_for(lambda: int((d.latest_diagnostic() or {}).get("rejected_total", 0)) >= 200, 10)
     diag = d.latest_diagnostic()
     assert int(diag["rejected_total"]) == 200
@@ -221,3 +224,18 @@ def test_bad_bundle_fails_at_start(tmp_path, ros_env):
     proc.wait(timeout=60)
     out = stop_node(proc)
     assert proc.returncode == 2 and "model bundle directory not found" in out
+
+
+def test_eo_at_half_rate_warns_without_flapping_the_mode(node):
+    _, d = node()
+    cam = Camera(d)
+    for k in range(40):
+        cam.step(eo=(k % 2 == 0))
+    assert d.wait_for(lambda: "had no EO partner" in (d.latest_diagnostic() or {}).get("message", ""), 3), \
+        d.latest_diagnostic()
+    assert d.latest_diagnostic()["level"] == 1  # WARN
+    fused = first_mode(d, "fused")
+    assert fused is not None
+    later = [p for p in d.mode_payloads() if p["since"] > fused["since"]]
+    assert later == [], f"~/mode flapped: {later}"
+    assert d.wait_for(lambda: len(d.masks) == len(cam.ir_stamps), 3)
