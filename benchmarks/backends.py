@@ -27,13 +27,13 @@ from engines.graphs import GRAPH_INPUTS, DeployGraph  # noqa: E402
 from engines.onnx_cost import onnx_cost  # noqa: E402
 from training.checkpoint import model_from_checkpoint, save_checkpoint  # noqa: E402
 from training.config import load_config  # noqa: E402
-from training.model import build_model  # noqa: E402
+from training.model import build_model, ir_only_as_deeplabv3  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "synthetic.yaml"
 
 
-def random_checkpoint(path: Path) -> Path:
-    cfg = load_config(CONFIG)
+def random_checkpoint(path: Path, overrides: list[str] = ()) -> Path:
+    cfg = load_config(CONFIG, list(overrides))
     model = build_model(cfg["model"])
     save_checkpoint(path, model_state=model.state_dict(), config=cfg, stage="csk", step=0)
     return path
@@ -98,8 +98,10 @@ def bench_size(model, bundle: Path, height: int, width: int, threads: int, runs:
 
 
 def cost_rows(model, work: Path, height: int, width: int) -> dict:
-    """ir_only.onnx vs a single-modality IR DeepLabV3 of the same backbone, both exported the same way."""
-    baseline = build_model(dict(model.cfg, arch="deeplabv3", modality="ir", pretrained=None)).eval()
+    """ir_only.onnx vs a single-modality IR DeepLabV3 of the same backbone, both exported the same way.
+    The baseline carries the CSK-Net IR-path weights: the exporter merges identical
+    initializers, so a randomly initialised baseline would count differently."""
+    baseline = ir_only_as_deeplabv3(model)
     export_graph(model, "ir_only", work / "csk_ir_only.onnx", height, width, 18)
     export_graph(baseline, "ir_only", work / "baseline_ir.onnx", height, width, 18)
     csk = onnx_cost(work / "csk_ir_only.onnx")
@@ -117,11 +119,14 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--out", default=str(RESULTS / "backends.json"))
+    p.add_argument("overrides", nargs="*", help="without --checkpoint: config overrides of the random model, e.g. "
+                   "model.depth=18 model.width=64 model.aspp_channels=256 'model.aspp_rates=[12,24,36]'")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        checkpoint = Path(args.checkpoint) if args.checkpoint else random_checkpoint(work / "random.pt")
+        checkpoint = Path(args.checkpoint) if args.checkpoint else random_checkpoint(work / "random.pt",
+                                                                                     args.overrides)
         model, ckpt = model_from_checkpoint(checkpoint)
         quiet = lambda *_: None  # noqa: E731
         native = export_bundle(checkpoint, work / "native", graphs=("fused", "ir_only"), log=quiet)

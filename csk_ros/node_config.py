@@ -35,7 +35,9 @@ PARAMS = (
     ParamSpec("qos", "sensor_data", "Input QoS: sensor_data (best effort, depth 5) or reliable.",
               ("sensor_data", "reliable")),
     ParamSpec("qos_depth", 5, "Input subscription queue depth.", min_value=1, max_value=100),
-    ParamSpec("sync_slop_s", 0.02, "Max |EO stamp - IR stamp| for a fused pair; also the longest wait for a late EO.",
+    ParamSpec("sync_slop_s", 0.05, "Max |EO stamp - IR stamp| for a fused pair; also the longest wait for a late EO. "
+              "0.05 s rides out EO arriving up to 50 ms after its IR twin (large colour frames, busy CPUs) and, at "
+              "30 Hz, admits the neighbouring EO frame when the exact one is lost.",
               min_value=0.0, max_value=1.0),
     ParamSpec("eo_to_ir_homography", [0.0], "Row-major 3x3 homography mapping EO pixels to IR pixels; [0.0] = "
               "cameras co-aligned (EO is only resized)."),

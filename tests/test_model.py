@@ -190,3 +190,20 @@ def test_modal_batchnorm_skips_absent_modality():
     x = torch.randn(1, 4, 3, 3)
     out = bn([None, x])
     assert out[0] is None and out[1].shape == x.shape
+
+
+def test_ir_only_path_is_exactly_a_deeplabv3_with_the_ir_weights():
+    from training.model import ir_only_as_deeplabv3
+
+    torch.manual_seed(0)
+    csk = build_model(TINY)
+    for m in csk.modules():  # make the IR BatchNorms differ from EO's, as after training
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.running_mean.uniform_(-0.3, 0.3)
+    csk.eval()
+    baseline = ir_only_as_deeplabv3(csk)
+    eo, ir = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(baseline(ir=ir)["ir"], csk(eo, ir, "ir_only")["ir"], rtol=0, atol=0)
+        assert not torch.allclose(baseline(ir=ir)["ir"], csk(eo, ir.flip(-1), "ir_only")["ir"])

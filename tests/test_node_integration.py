@@ -10,7 +10,7 @@ from csk_ros.stream_client import Driver, scene, start_node, stop_node
 
 H, W = 60, 80  # camera size; the bundle is 48x64, so every frame is resized
 PERIOD = 0.05  # 20 Hz
-FAST = {"health.eo_timeout_s": 0.3, "health.recover_frames": 5, "health.dark_frames": 2,
+FAST = {"sync_slop_s": 0.02, "health.eo_timeout_s": 0.3, "health.recover_frames": 5, "health.dark_frames": 2,
         "health.frozen_frames": 3, "qos": "reliable", "qos_depth": 20, "diagnostics_period_s": 0.2}
 
 

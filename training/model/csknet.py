@@ -157,6 +157,23 @@ class EarlyFusion(nn.Module):
         return self.forward(eo, ir)["fused"]
 
 
+def ir_only_as_deeplabv3(model: CSKNet) -> DeepLabV3:
+    """The IR-only path of a CSK-Net as a plain single-modality DeepLabV3
+    (shared convs, IR BatchNorms, IR ASPP stream, IR head). Its outputs equal
+    `model(ir=..., mode="ir_only")`: the "no extra cost" claim made concrete."""
+    baseline = DeepLabV3(dict(model.cfg, arch="deeplabv3", modality="ir", pretrained=None))
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("backbone.") and ".bns.0." not in key:
+            state[key.replace(".bns.1.", ".bns.0.")] = value
+        elif key.startswith("aspp_ir."):
+            state["aspp." + key[len("aspp_ir."):]] = value
+        elif key.startswith("head_ir."):
+            state["head." + key[len("head_ir."):]] = value
+    baseline.load_state_dict(state, strict=True)
+    return baseline.eval()
+
+
 DEFAULTS = {
     "arch": "csknet",  # csknet | deeplabv3 | early_fusion
     "modality": "eo",  # deeplabv3 only
