@@ -283,11 +283,13 @@ class SegmentNode(Node):
             mask, conf = resize_nearest(mask, job.ir.shape[:2]), resize_nearest(conf, job.ir.shape[:2])
         self.pub_mask.publish(array_to_image(mask, "mono8", job.header))
         self.pub_conf.publish(array_to_image(conf, "mono8", job.header))
-        if self.pub_colored.get_subscription_count() or self.pub_overlay.get_subscription_count():
+        want_colored = self.pub_colored.get_subscription_count() > 0
+        want_overlay = self.pub_overlay.get_subscription_count() > 0
+        if want_colored or want_overlay:
             colored = colorize(mask, self.lut)
-            if self.pub_colored.get_subscription_count():
+            if want_colored:
                 self.pub_colored.publish(array_to_image(colored, "bgr8", job.header))
-            if self.pub_overlay.get_subscription_count():
+            if want_overlay:
                 base = resize_nearest(job.ir, mask.shape[:2])
                 self.pub_overlay.publish(array_to_image(overlay(base, colored, self.config.overlay_alpha), "bgr8",
                                                         job.header))

@@ -68,10 +68,18 @@ def first_mode(driver, mode, after=0.0, reason=None):
 
 
 def test_fused_masks_carry_the_ir_header_and_ir_size(node):
+    from sensor_msgs.msg import Image
+
     _, d = node()
+    overlays = []
+    d.node.create_subscription(Image, "/segment_node/overlay", overlays.append, 5)
+    time.sleep(0.5)  # let the node see the overlay subscriber
     cam = Camera(d)
     cam.run(20)
     assert d.wait_for(lambda: len(d.masks) >= 20, 10)
+    assert d.wait_for(lambda: len(overlays) > 0, 3), "no ~/overlay while subscribed"
+    assert (overlays[-1].encoding, overlays[-1].width, overlays[-1].height) == ("bgr8", W, H)
+    assert overlays[-1].header.frame_id == "ir_optical"
     with d.lock:
         mask = d.masks[-1][1]
         conf = d.confidences[-1][1]
