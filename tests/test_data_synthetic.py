@@ -9,6 +9,7 @@ import torch
 
 from training.data import build_dataset
 from training.data.classes import MFNET_CLASSES, MFNET_PALETTE
+from training.data import synthetic
 from training.data.synthetic import generate_sample
 
 CAR, PERSON, BIKE, CURVE, CAR_STOP, GUARDRAIL, COLOR_CONE, BUMP = range(1, 9)
@@ -95,11 +96,58 @@ def _ir_contrast(samples, cls: int) -> list[float]:
     return diffs
 
 
+@pytest.fixture(scope="module")
+def day_samples():
+    return [generate_sample(i, "train", seed=1, night_fraction=0.0) for i in range(64)]
+
+
+@pytest.fixture(scope="module")
+def night_samples():
+    return [generate_sample(i, "train", seed=1, night_fraction=1.0) for i in range(64)]
+
+
+@pytest.mark.parametrize("cls", (CURVE, CAR_STOP, COLOR_CONE))
+def test_paint_concrete_and_cones_are_cooler_than_sunlit_asphalt(day_samples, cls):
+    diffs = _ir_contrast(day_samples, cls)
+    assert len(diffs) >= 10
+    # faint but consistent: a few counts below the road in (nearly) every scene
+    assert -12.0 < np.mean(diffs) < -2.5, (MFNET_CLASSES[cls], np.round(diffs, 1))
+    assert np.mean(np.asarray(diffs) < 0) >= 0.85, (MFNET_CLASSES[cls], np.round(diffs, 1))
+
+
+def test_day_paint_contrast_has_the_documented_magnitude(day_samples):
+    """Curves: 60% white, 40% yellow paint, scaled by the scene's sun factor (module docstring)."""
+    def mean(r):
+        return sum(r) / 2
+
+    sun = mean(synthetic.SUN_RANGE)
+    table = synthetic.PASSIVE_CONTRAST_K
+    expected = synthetic.COUNTS_PER_KELVIN * sun * (
+        0.6 * mean(table["white_paint"][0]) + 0.4 * mean(table["yellow_paint"][0]))
+    measured = np.mean(_ir_contrast(day_samples, CURVE))
+    # blur and noise pull thin lines a little towards the road, never past it
+    assert expected < 0  # cooler than sunlit asphalt
+    assert 1.25 * expected < measured < 0.6 * expected, (expected, measured)
+
+
+@pytest.mark.parametrize("cls", (CURVE, CAR_STOP))
+def test_paint_and_concrete_contrast_is_smaller_at_night(day_samples, night_samples, cls):
+    day, night = np.mean(_ir_contrast(day_samples, cls)), np.mean(_ir_contrast(night_samples, cls))
+    assert abs(night) < 0.5 * abs(day), (MFNET_CLASSES[cls], day, night)
+
+
+def test_rubber_bumps_are_warm_by_day_and_invert_at_night(day_samples, night_samples):
+    day, night = _ir_contrast(day_samples, BUMP), _ir_contrast(night_samples, BUMP)
+    assert len(day) >= 10 and len(night) >= 10
+    assert np.mean(day) > 0.3 and np.mean(night) < -0.3, (np.mean(day), np.mean(night))
+
+
 @pytest.mark.parametrize("cls", PAINTED)
-def test_painted_classes_are_nearly_invisible_in_ir(samples, cls):
+def test_passive_contrast_is_faint_next_to_warm_objects(samples, cls):
     diffs = _ir_contrast(samples, cls)
     assert len(diffs) >= 5
-    assert np.mean(np.abs(diffs)) < 5.0, (MFNET_CLASSES[cls], np.round(diffs, 1))
+    assert np.mean(np.abs(diffs)) < 12.0, (MFNET_CLASSES[cls], np.round(diffs, 1))
+    assert np.mean(np.abs(diffs)) < 0.1 * np.mean(_ir_contrast(samples, PERSON))
 
 
 def test_painted_classes_are_visible_in_day_eo(samples):

@@ -8,13 +8,86 @@ machine in minutes, with no dataset download.
 The scenes are built so that fusion matters, as on the real benchmarks:
 - IR carries heat: persons and cars (engine, wheels, exhaust) are warm, bikes
   slightly warmer than the road, sky and road cool, guardrails a little cooler.
-  Painted or passive things (curve, car_stop, bump, color_cone) have (almost)
-  the road's temperature, so they are nearly invisible in IR.
+- Painted and passive things (curve, car_stop, bump, color_cone) show the
+  thermal MIDDLE GROUND of real imagery: a faint but consistent contrast to
+  the asphalt around them that comes from solar absorption, emissivity and
+  thermal inertia, and that changes between day and night (model below).
 - EO carries colour and texture: orange cones, white/yellow paint, yellow/black
   bumps, varied car and clothing colours.
 - At night EO is dark (gain 0.1-0.3) and noisy, with a few lamps and vehicle
-  lights; IR is produced by exactly the same process as by day. So painted
-  classes need EO, persons and cars in the dark need IR.
+  lights; IR of warm objects is produced by the same process as by day, IR of
+  passive objects follows the night column of the table below. So painted
+  classes are clear in EO by day, faint in IR by day and fainter still at
+  night; persons and cars in the dark need IR.
+
+Thermal model of passive objects
+--------------------------------
+IR is an 8-bit AGC image. The levels this generator always used (sky 20-47,
+road 55-75, car body +25..45, engine bay and tyres +55..85, guardrail -6..-12
+counts relative to the road) match an AGC that spreads a street scene of about
+85 K (cold sky to exhaust) over 256 levels: ``COUNTS_PER_KELVIN = 3``. Persons
+(+110..+170) are deliberately exaggerated and stay so. Passive objects get an
+apparent-temperature offset dT (kelvin) from the asphalt they sit on, drawn
+once per object (paint age, wear, material batch) from the ranges in
+``PASSIVE_CONTRAST_K``; IR = road + 3 * dT counts, then the sensor model
+(low-frequency drift +-2, blur, noise sigma 1.5-3 counts) applies as for every
+other pixel.
+
+By day the offset is ``sun * U(day range)``, with ``sun`` drawn per scene in
+[0.3, 1] (overcast or low sun .. clear midday); at night it is ``U(night
+range)``. The ranges, and why:
+
+================  ===============  ===============  ===========================
+material          day, full sun    night            reasoning
+================  ===============  ===============  ===========================
+white paint       -5.0 .. -3.0 K   -0.8 .. +0.4 K   solar absorptance ~0.4 vs
+(curve, stop bar)                                   asphalt ~0.9; a free white
+                                                    surface runs 10-15 K cooler
+                                                    than sunlit asphalt, but a
+                                                    0.5-3 mm layer is tied to
+                                                    the asphalt beneath and
+                                                    lateral conduction over a
+                                                    10-15 cm stripe leaves about
+                                                    a third of that; emissivity
+                                                    0.92 vs 0.95 reflects a
+                                                    little more cold sky (-0.5 K).
+                                                    At night no sun: only the
+                                                    emissivity term, partly
+                                                    offset by the paint's lower
+                                                    radiative loss; sign varies.
+yellow paint      -3.0 .. -1.5 K   -0.8 .. +0.4 K   as white paint, absorptance
+(curve)                                             ~0.6: half the solar term.
+rubber bump,      +1.0 .. +3.0 K   -1.5 .. -0.5 K   black rubber absorbs like
+black segments                                      asphalt but is raised, hollow
+                                                    underneath and of low thermal
+                                                    inertia: warms a little above
+                                                    the asphalt in sun, and at
+                                                    night, with no stored heat,
+                                                    cools below it (inverts).
+rubber bump,      -1.5 .. 0.0 K    -1.5 .. -0.5 K   yellow-painted rubber: the
+yellow segments                                     black value minus the paint's
+                                                    absorptance difference.
+concrete block    -3.5 .. -1.5 K   -1.0 .. -0.3 K   concrete albedo ~0.35 vs 0.1:
+(car_stop, grey                                     cooler in sun; a 10-15 cm
+or painted)                                         block stores less heat than
+                                                    the road slab and radiates
+                                                    from three faces: a little
+                                                    cooler at night too.
+plastic cone      -6.0 .. -2.0 K   -2.0 .. -0.5 K   thin-walled hollow PVC stays
+(color_cone)                                        near air temperature, while
+                                                    sunlit asphalt runs 10-20 K
+                                                    above air; at night asphalt
+                                                    releases stored heat and the
+                                                    cone sits at or below air.
+================  ===============  ===============  ===========================
+
+So by day the mean paint contrast is about -6 counts (-2 K) against the
++-2 counts of drift and 1.5-3 counts of noise: visible to a model that looks
+for it, far from the +100 of a person; at night it is a count or two of either
+sign. Car shadows are drawn in EO only: the cars move, and asphalt's thermal
+inertia (minutes to cool) keeps a passing shadow out of IR. These magnitudes
+were fixed from the physics above BEFORE any model was trained on them
+(benchmarks/quality.py); they are not tuned to any result.
 
 Every sample is a pure function of (seed, split, index): nothing is cached and
 DataLoader workers reproduce each other. Geometry follows a pinhole camera
@@ -40,6 +113,19 @@ _BASE_SPLIT = {"train": "train", "val": "val", "test": "test", "test_day": "test
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 DEFAULT_SIZE = (96, 128)
+
+# Thermal middle ground (see the module docstring for the reasoning).
+COUNTS_PER_KELVIN = 3.0
+SUN_RANGE = (0.3, 1.0)  # per day scene: overcast / low sun .. clear midday
+# material: ((day, full sun), (night)) apparent-temperature offset ranges from asphalt, kelvin
+PASSIVE_CONTRAST_K = {
+    "white_paint": ((-5.0, -3.0), (-0.8, 0.4)),
+    "yellow_paint": ((-3.0, -1.5), (-0.8, 0.4)),
+    "rubber_black": ((1.0, 3.0), (-1.5, -0.5)),
+    "rubber_yellow": ((-1.5, 0.0), (-1.5, -0.5)),
+    "concrete": ((-3.5, -1.5), (-1.0, -0.3)),
+    "plastic_cone": ((-6.0, -2.0), (-2.0, -0.5)),
+}
 
 _CAR_COLORS = np.array(
     [
@@ -206,6 +292,12 @@ class _Scene:
     def u(self, low: float, high: float) -> float:
         return low + (high - low) * self.rng.random()  # 3x cheaper than rng.uniform for scalars
 
+    def passive_ir(self, material: str) -> float:
+        """IR level of a passive object of `material` on this scene's asphalt (one draw per object)."""
+        day, night = PASSIVE_CONTRAST_K[material]
+        dt = self.u(*night) if self.night else self.sun * self.u(*day)
+        return self.t_road + COUNTS_PER_KELVIN * dt
+
     # -- scene layout
     def depth(self, y: float) -> float:
         """Pixel scale at ground row y (0 at the horizon)."""
@@ -226,6 +318,7 @@ class _Scene:
         self.road_left = self.vx - W * self.u(0.55, 1.0)
         self.road_right = self.vx + W * self.u(0.55, 1.0)
         self.t_road = self.u(55, 75)
+        self.sun = 0.0 if self.night else self.u(*SUN_RANGE)
 
         self._background()
         ground, standing, shadows = self._plan_objects()
@@ -356,7 +449,7 @@ class _Scene:
                 standing.append((y, lambda y=y, x=x + k * step: self._cone(y, x)))
         return ground, standing, shadows
 
-    # -- painted / passive objects: IR = road temperature (+ at most a degree or two)
+    # -- painted / passive objects: IR = road + the thermal middle ground (passive_ir)
     def _curve(self) -> None:
         H = self.H
         y_far = self.horizon + (H - self.horizon) * self.u(0.08, 0.3)
@@ -367,11 +460,13 @@ class _Scene:
         bend = self.W * self.u(0.15, 0.45) * (1 if self.rng.random() < 0.5 else -1)
         p0, p2 = np.array([x_near, H + 2.0]), np.array([x_far, y_far])
         p1 = (p0 + p2) / 2 + np.array([bend, 0.0])
-        col = (self.u(215, 245),) * 3 if self.rng.random() < 0.6 else (self.u(220, 245), self.u(180, 210), self.u(20, 60))
+        white = self.rng.random() < 0.6
+        col = (self.u(215, 245),) * 3 if white else (self.u(220, 245), self.u(180, 210), self.u(20, 60))
+        t_ir = self.passive_ir("white_paint" if white else "yellow_paint")
         ts = np.linspace(0.0, 1.0, 14)
         pts = [(1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2 for t in ts]
         for a, b in zip(pts[:-1], pts[1:]):
-            self.line(a, b, 1.5 + 0.08 * self.depth((a[1] + b[1]) / 2), eo=col, ir=self.t_road + self.u(0, 1), cls=CURVE)
+            self.line(a, b, 1.5 + 0.08 * self.depth((a[1] + b[1]) / 2), eo=col, ir=t_ir, cls=CURVE)
 
     def _bump(self) -> None:
         y = self.ground_row(0.9, 0.25)
@@ -382,9 +477,11 @@ class _Scene:
         x, k = left, int(self.rng.integers(0, 2))
         yellow = (self.u(220, 250), self.u(180, 215), self.u(10, 50))
         black = (self.u(15, 40),) * 3
-        t_ir = self.t_road + self.u(0, 1.5)
+        t_yellow, t_black = self.passive_ir("rubber_yellow"), self.passive_ir("rubber_black")
         while x < right:
-            self.rect(x, y - thick, min(x + stripe, right), y, eo=yellow if k % 2 == 0 else black, ir=t_ir, cls=BUMP)
+            even = k % 2 == 0
+            self.rect(x, y - thick, min(x + stripe, right), y, eo=yellow if even else black,
+                      ir=t_yellow if even else t_black, cls=BUMP)
             x, k = x + stripe, k + 1
 
     def _stop_bar(self) -> None:
@@ -393,7 +490,7 @@ class _Scene:
         left, right = self.road_x(y)
         x0 = self.u(left, (left + right) / 2)
         x1 = min(right, x0 + (right - left) * self.u(0.35, 0.6))
-        self.rect(x0, y - max(2.0, 0.1 * d), x1, y, eo=(self.u(220, 245),) * 3, ir=self.t_road + self.u(0, 1), cls=CAR_STOP)
+        self.rect(x0, y - max(2.0, 0.1 * d), x1, y, eo=(self.u(220, 245),) * 3, ir=self.passive_ir("white_paint"), cls=CAR_STOP)
 
     def _parking_block(self, y: float) -> None:
         d = self.depth(y)
@@ -402,7 +499,7 @@ class _Scene:
         x0 = self.u(left, right - w)
         h = max(3.0, 0.18 * d)
         col = (self.u(215, 245), self.u(185, 210), self.u(20, 60)) if self.rng.random() < 0.5 else (self.u(165, 200),) * 3
-        t_ir = self.t_road + self.u(-1.5, 2)
+        t_ir = self.passive_ir("concrete")
         self.rect(x0, y - h, x0 + w, y, eo=col, ir=t_ir, cls=CAR_STOP)
         self.rect(x0, y - h, x0 + w, y - h * 0.6, eo=tuple(min(255.0, c * 1.15) for c in col), ir=t_ir, cls=CAR_STOP)
 
@@ -410,7 +507,7 @@ class _Scene:
         d = self.depth(y)
         h = 0.55 * d * self.u(0.9, 1.1)
         b = 0.21 * d
-        t_ir = self.t_road + self.u(-2, 3)
+        t_ir = self.passive_ir("plastic_cone")
         orange = (self.u(235, 255), self.u(85, 130), self.u(10, 40))
         self.rect(x - 1.3 * b, y - max(1.0, 0.08 * d), x + 1.3 * b, y, eo=(40, 30, 25), ir=t_ir, cls=COLOR_CONE)
         self.poly([(x - b, y), (x + b, y), (x + 0.2 * b, y - h), (x - 0.2 * b, y - h)], eo=orange, ir=t_ir, cls=COLOR_CONE)
