@@ -6,8 +6,17 @@ its clock (use ONE time base for all calls, e.g. the node clock at receipt:
 staleness compares ``now`` with the times given to ``observe_*``).
 
 Rules
-  * EO is unhealthy when stale (no EO for ``eo_timeout_s``), dark, saturated,
-    frozen (the same picture repeated) or invalid (undecodable message).
+  * EO is unhealthy when stale, dark, saturated, frozen (the same picture
+    repeated) or invalid (undecodable message).
+  * Stale: no frame for the stream's stale limit = max(timeout, ``stale_periods``
+    x the stream's frame period) -- ``eo_timeout_s`` / ``ir_timeout_s`` and the
+    periods given to ``set_periods`` (the node estimates them from the stamps,
+    csk_ros/stream_loss.py). Both must pass, so a lossy but alive stream does not
+    go stale: with random loss p a live stream shows k missing frames in a row
+    with probability p**k per frame, and k = 10 keeps that below 1e-5 at 30 %
+    loss (0.3**10 = 6e-6: less than once an hour at 30 Hz). At 30 Hz the
+    timeout (0.5 s = 15 periods) decides; at 10 Hz the periods (1.0 s) do.
+    Without a period estimate the timeout alone applies.
   * A fault switches to IR-only immediately (dark / saturated need
     ``dark_frames`` / ``saturated_frames`` consecutive bad frames to count as a
     fault, frozen needs ``frozen_frames`` identical frames in a row; stale and
@@ -73,6 +82,8 @@ class HealthParams:
     eo_timeout_s: float = 0.5
     #: IR is stale (mode no_input) when no IR frame was observed for this long (s).
     ir_timeout_s: float = 0.5
+    #: ... and, both streams, for at least this many of its frame periods (see the module docstring).
+    stale_periods: int = 10
     #: A frame is dark only when its mean luma (0..255) is below this ...
     dark_luma_mean: float = 12.0
     #: ... AND fewer than `dark_bright_fraction` of its pixels reach `dark_bright_level`
@@ -137,6 +148,7 @@ class HealthParams:
             raise ValueError("health parameter frozen_frames must be 0 (disabled) or >= 2, got 1")
         count("recover_frames", 1)
         count("stride", 1)
+        count("stale_periods", 1)
         return self
 
     @classmethod
@@ -233,6 +245,8 @@ class EoHealthMonitor:
         self._last_eo: float | None = None
         self._last_ir: float | None = None
         self._last_now: float | None = None
+        self._eo_period: float | None = None
+        self._ir_period: float | None = None
         self._prev_sig: np.ndarray | None = None
         self._dark_run = 0
         self._sat_run = 0
@@ -271,9 +285,24 @@ class EoHealthMonitor:
         self._fault = reason
         self._healthy_run = 0
 
+    def set_periods(self, eo_period_s: float | None, ir_period_s: float | None) -> None:
+        """The streams' estimated frame periods (s, None = unknown): they stretch the stale limits."""
+        self._eo_period = self._period(eo_period_s)
+        self._ir_period = self._period(ir_period_s)
+
+    @staticmethod
+    def _period(value: float | None) -> float | None:
+        return float(value) if value is not None and math.isfinite(value) and value > 0 else None
+
+    def stale_limit(self, stream: str) -> float:
+        """Seconds without a frame after which `stream` ('eo' | 'ir') is stale."""
+        timeout, period = ((self.params.eo_timeout_s, self._eo_period) if stream == "eo"
+                           else (self.params.ir_timeout_s, self._ir_period))
+        return timeout if period is None else max(timeout, self.params.stale_periods * period)
+
     def _eo_gap(self, t: float) -> None:
-        """A new EO observation at t: a gap >= timeout since the last one counts as stale."""
-        if self._last_eo is not None and t - self._last_eo >= self.params.eo_timeout_s - TIME_EPS:
+        """A new EO observation at t: a gap >= the stale limit since the last one counts as stale."""
+        if self._last_eo is not None and t - self._last_eo >= self.stale_limit("eo") - TIME_EPS:
             self._latch("eo_stale")
             self._forget_eo_history()
 
@@ -362,13 +391,13 @@ class EoHealthMonitor:
         self._touch(now_s)
         self._last_now = now_s if self._last_now is None else max(self._last_now, now_s)
 
-        if self._last_eo is not None and now_s - self._last_eo >= p.eo_timeout_s - TIME_EPS:
+        if self._last_eo is not None and now_s - self._last_eo >= self.stale_limit("eo") - TIME_EPS:
             self._latch("eo_stale")
             self._forget_eo_history()
 
         if self._last_ir is None:
             mode, reason = "no_input", ("startup" if now_s - self._first_time < p.ir_timeout_s - TIME_EPS else "ir_stale")
-        elif now_s - self._last_ir >= p.ir_timeout_s - TIME_EPS:
+        elif now_s - self._last_ir >= self.stale_limit("ir") - TIME_EPS:
             mode, reason = "no_input", "ir_stale"
         elif self._last_eo is None:
             mode, reason = "ir_only", ("startup" if now_s - self._first_time < p.eo_timeout_s - TIME_EPS else "eo_stale")

@@ -35,6 +35,13 @@ PARAMS = (
     ParamSpec("qos", "sensor_data", "Input QoS: sensor_data (best effort, depth 5) or reliable.",
               ("sensor_data", "reliable")),
     ParamSpec("qos_depth", 5, "Input subscription queue depth.", min_value=1, max_value=100),
+    ParamSpec("eo_transport", "raw", "EO input: raw (sensor_msgs/Image on eo/image) or compressed "
+              "(sensor_msgs/CompressedImage, JPEG/PNG, on <resolved eo/image>/compressed, as image_transport names it).",
+              ("raw", "compressed")),
+    ParamSpec("ir_transport", "raw", "IR input: raw (sensor_msgs/Image on ir/image) or compressed "
+              "(sensor_msgs/CompressedImage, PNG 8/16-bit, on <resolved ir/image>/compressed).", ("raw", "compressed")),
+    ParamSpec("loss_warn_fraction", 0.03, "Diagnostics WARN when this fraction of a stream's frames (gaps in its "
+              "stamps) is lost in transport.", min_value=0.0, max_value=1.0),
     ParamSpec("sync_slop_s", 0.05, "Max |EO stamp - IR stamp| for a fused pair; also the longest wait for a late EO. "
               "0.05 s rides out EO arriving up to 50 ms after its IR twin (large colour frames, busy CPUs) and, at "
               "30 Hz, admits the neighbouring EO frame when the exact one is lost.",
@@ -75,6 +82,9 @@ PARAMS = (
               "which two frames count as identical.", min_value=0.0, max_value=255.0),
     ParamSpec("health.recover_frames", _H.recover_frames, "Healthy EO frames needed before returning to fused.",
               min_value=1, max_value=10000),
+    ParamSpec("health.stale_periods", _H.stale_periods, "A stream is stale only after this many of its (estimated) "
+              "frame periods as well as its timeout: a lossy but alive stream does not go stale.",
+              min_value=1, max_value=1000),
 )
 SPECS = {p.name: p for p in PARAMS}
 
@@ -87,6 +97,9 @@ class NodeConfig:
     ort_threads: int
     qos: str
     qos_depth: int
+    eo_transport: str
+    ir_transport: str
+    loss_warn_fraction: float
     sync_slop_s: float
     homography: np.ndarray | None
     output_size: str
@@ -149,6 +162,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
     return NodeConfig(
         model_dir=full["model_dir"], backend=full["backend"], rebuild_engines=full["rebuild_engines"],
         ort_threads=int(full["ort_threads"]), qos=full["qos"], qos_depth=int(full["qos_depth"]),
+        eo_transport=full["eo_transport"], ir_transport=full["ir_transport"],
+        loss_warn_fraction=float(full["loss_warn_fraction"]),
         sync_slop_s=float(full["sync_slop_s"]), homography=parse_homography(full["eo_to_ir_homography"]),
         output_size=full["output_size"], overlay_alpha=float(full["overlay_alpha"]),
         diagnostics_period_s=float(full["diagnostics_period_s"]), hardware_id=full["hardware_id"],

@@ -3,12 +3,14 @@
 Run: `ros2 launch csk_ros segment.launch.py` or, without `launch`,
 `python -m csk_ros.segment_node --ros-args --params-file config/segment.yaml`.
 
-Threads: the executor thread only decodes messages, feeds the health monitor
-and the EO buffer, and publishes diagnostics. Inference runs on one worker
-thread that always takes the freshest IR frame (older pending frames are
-dropped and counted, never queued), pairs it with the EO frame nearest in
-stamp (waiting at most `sync_slop_s` for a late one), and publishes the mask
-with the IR frame's header.
+Threads: the executor thread only decodes messages (raw or compressed),
+feeds the health monitor, the loss estimators and the EO buffer, and publishes
+diagnostics. Inference runs on one worker thread that always takes the
+freshest IR frame (older pending frames are dropped and counted, never
+queued), pairs it with the EO frame nearest in stamp (waiting at most
+`sync_slop_s` for a late one, and not at all while the health monitor has
+given EO up or a newer IR frame is pending), and publishes the mask with the
+IR frame's header.
 """
 
 from __future__ import annotations
@@ -28,20 +30,25 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from .backends import load_bundle
 from .bundle import BundleError
+from .compressed import compressed_to_ir8, compressed_to_rgb8
 from .frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
 from .health import EoHealthMonitor
 from .image_conversion import ImageDecodeError, array_to_image, to_ir8, to_rgb8
+from .meters import RateMeter, percentiles
+from .mode_report import ModeAnnouncer
 from .node_config import PARAMS, NodeConfig, build_config
-from .pairing import EoBuffer, PairStatus, decide_pairing
+from .node_status import StatusInputs, assess
+from .pairing import EoBuffer, PairDecision, PairStatus, decide_pairing
+from .stream_loss import StreamLossEstimator
 
 ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service"}
 UNPAIRED_WARN_FRACTION = 0.2  # diagnostics WARN when this share of recent masks lacked an EO partner
-UNPAIRED_FRAMES = 3  # consecutive IR frames without an EO partner before ~/mode says so
+HEALTH_WATCH_PERIOD_S = 0.05  # how often the error state is checked, so an error is published at once
 
 
 def stamp_seconds(stamp) -> float:
@@ -56,35 +63,6 @@ class IrJob:
     arrival_ros: float
     arrival_wall: float
     decode_ms: float
-
-
-class RateMeter:
-    """Arrival rate over a sliding wall-clock window, and the last arrival."""
-
-    def __init__(self, window_s: float = 2.0):
-        self.window_s = window_s
-        self.times: deque[float] = deque()
-        self.count = 0
-
-    def tick(self, t: float) -> None:
-        self.times.append(t)
-        self.count += 1
-        while self.times and t - self.times[0] > self.window_s:
-            self.times.popleft()
-
-    def rate(self, now: float) -> float:
-        recent = [t for t in self.times if now - t <= self.window_s]
-        return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-
-    def age(self, now: float) -> float | None:
-        return now - self.times[-1] if self.times else None
-
-
-def percentiles(values) -> tuple[float, float]:
-    if not values:
-        return float("nan"), float("nan")
-    p50, p95 = np.percentile(np.fromiter(values, float), (50, 95))
-    return float(p50), float(p95)
 
 
 class SegmentNode(Node):
@@ -103,6 +81,9 @@ class SegmentNode(Node):
         self.clock_jump_s = cfg.health.clock_jump_tolerance_s
         self.eo_buffer: EoBuffer = EoBuffer(max_len=30, jump_back_s=self.clock_jump_s)
         self.recent_unpaired: deque[bool] = deque(maxlen=100)
+        self.eo_loss = StreamLossEstimator(max_gap_s=cfg.health.eo_timeout_s)
+        self.ir_loss = StreamLossEstimator(max_gap_s=cfg.health.ir_timeout_s)
+        self.announcer = ModeAnnouncer(cfg.health.stale_periods)
 
         self.lock = threading.Condition()
         self.pending: IrJob | None = None
@@ -112,11 +93,10 @@ class SegmentNode(Node):
         self.eo_rate, self.ir_rate, self.mask_rate = RateMeter(), RateMeter(), RateMeter()
         self.latency_ms: deque[float] = deque(maxlen=300)
         self.overhead_ms: deque[float] = deque(maxlen=300)
-        self.mode_state: tuple[str, str] | None = None
-        self.mode_since_ros = 0.0
+        self.decode_ms = {"eo": deque(maxlen=300), "ir": deque(maxlen=300)}
         self.last_ros_now: float | None = None
-        self.unpaired_run, self.unpaired_since = 0, 0.0
         self.last_ir_rejection_wall = -1e9
+        self.error_published: bool | None = None  # the ERROR state of the last /diagnostics
 
         # sensor_data = REP-2003 sensor subscription: best effort, keep last `qos_depth`.
         input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos_depth,
@@ -130,17 +110,27 @@ class SegmentNode(Node):
         self.pub_mode = self.create_publisher(String, "~/mode", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Image, "eo/image", self._on_eo, input_qos)
-        self.create_subscription(Image, "ir/image", self._on_ir, input_qos)
+        self.input_topics = {}
+        for stream, transport, callback in (("eo", cfg.eo_transport, self._on_eo), ("ir", cfg.ir_transport, self._on_ir)):
+            # image_transport's convention: the compressed stream of base topic T is T/compressed,
+            # with T resolved (remapped) first, so remapping eo/image moves both.
+            topic = self.resolve_topic_name(f"{stream}/image")
+            msg_type = Image if transport == "raw" else CompressedImage
+            if transport == "compressed":
+                topic += "/compressed"
+            self.input_topics[stream] = topic
+            self.create_subscription(msg_type, topic, callback, input_qos)
         self.create_timer(cfg.diagnostics_period_s, self._on_diagnostics)
+        self.create_timer(min(HEALTH_WATCH_PERIOD_S, cfg.diagnostics_period_s), self._watch_errors)
         self.worker = threading.Thread(target=self._work, name="csk_inference", daemon=True)
         self.worker.start()
-        self._publish_mode("no_input", "startup", self._ros_now())
+        self._publish_mode(self.announcer.decision("no_input", "startup", self._ros_now()))
         info = self.segmenter.info
         self.get_logger().info(
             f"loaded bundle {bundle.root} ({bundle.height}x{bundle.width}, graphs {sorted(bundle.graphs)}) on "
             f"{self.segmenter.backend_name} {info.get('providers', '')}; subscribed to "
-            f"{self.resolve_topic_name('eo/image')} and {self.resolve_topic_name('ir/image')} ({cfg.qos})")
+            f"{self.input_topics['eo']} ({cfg.eo_transport}) and {self.input_topics['ir']} ({cfg.ir_transport}), "
+            f"qos {cfg.qos}")
 
     # ------------------------------------------------------------ parameters
     def _load_config(self) -> NodeConfig:
@@ -183,35 +173,55 @@ class SegmentNode(Node):
             self.health.reset()
             self.eo_buffer.clear()
             self.pending = None
-            self.mode_since_ros = 0.0  # switch times restart on the new timeline
+            self.announcer.restart_timeline()
             self.counts["clock_resets"] += 1
         self.last_ros_now = now
 
     # ------------------------------------------------------------- callbacks
-    def _on_eo(self, msg: Image) -> None:
+    def _decode(self, stream: str, msg):
+        """Decode one message of `stream`; the time it took is recorded per stream."""
+        t0 = time.monotonic()
+        compressed = isinstance(msg, CompressedImage)
+        if stream == "eo":
+            image = compressed_to_rgb8(msg) if compressed else to_rgb8(msg)
+        else:
+            image = compressed_to_ir8(msg, self.thermal_rule) if compressed else to_ir8(msg, self.thermal_rule)
+        elapsed_ms = (time.monotonic() - t0) * 1e3
+        return image, elapsed_ms
+
+    def _observe_stamp(self, estimator: StreamLossEstimator, msg) -> None:
+        """Every message that arrived counts for transport loss, decodable or not. Call with the lock held."""
+        estimator.observe(stamp_seconds(msg.header.stamp))
+        self.health.set_periods(self.eo_loss.period(), self.ir_loss.period())
+
+    def _on_eo(self, msg) -> None:
         now, wall = self._ros_now(), time.monotonic()
         self.eo_rate.tick(wall)
         try:
-            rgb = to_rgb8(msg)
+            rgb, decode_ms = self._decode("eo", msg)
         except ImageDecodeError as exc:
             with self.lock:
+                self._observe_stamp(self.eo_loss, msg)
                 self.rejected[f"eo_{exc.reason}"] += 1
                 self.health.observe_eo_invalid(now, exc.reason)
             self._log_rejection("EO", exc)
             return
         with self.lock:
             self._check_clock_jump(now)
+            self._observe_stamp(self.eo_loss, msg)
+            self.decode_ms["eo"].append(decode_ms)
             self.health.observe_eo(now, rgb)
             self.eo_buffer.add(stamp_seconds(msg.header.stamp), rgb)
             self.lock.notify_all()
 
-    def _on_ir(self, msg: Image) -> None:
+    def _on_ir(self, msg) -> None:
         now, wall = self._ros_now(), time.monotonic()
         self.ir_rate.tick(wall)
         try:
-            ir = to_ir8(msg, self.thermal_rule)
+            ir, decode_ms = self._decode("ir", msg)
         except ImageDecodeError as exc:
             with self.lock:
+                self._observe_stamp(self.ir_loss, msg)
                 self.rejected[f"ir_{exc.reason}"] += 1
                 self.last_ir_rejection_wall = wall
             self._log_rejection("IR", exc)
@@ -219,6 +229,8 @@ class SegmentNode(Node):
         job = IrJob(msg.header, ir, stamp_seconds(msg.header.stamp), now, wall, (time.monotonic() - wall) * 1e3)
         with self.lock:
             self._check_clock_jump(now)
+            self._observe_stamp(self.ir_loss, msg)
+            self.decode_ms["ir"].append(decode_ms)
             self.health.observe_ir(now)
             if self.pending is not None:
                 self.counts["ir_dropped"] += 1  # backend slower than the camera: keep only the freshest
@@ -237,12 +249,19 @@ class SegmentNode(Node):
             if not self.running:
                 return None
             job, self.pending = self.pending, None
-            while True:
-                wall = time.monotonic()
-                pairing = decide_pairing(job.stamp, job.arrival_wall, wall, self.eo_buffer, self.config.sync_slop_s)
-                if pairing.status is not PairStatus.WAIT or not self.running:
-                    break
-                self.lock.wait(max(0.0, pairing.wait_until_s - wall))
+            slop = self.config.sync_slop_s
+            if self.health.decide(self._ros_now()).mode != "fused":
+                # EO is given up (stale, dark, ...): waiting for a partner would only delay the IR-only mask.
+                pairing = PairDecision(PairStatus.NO_PARTNER)
+            else:
+                while True:
+                    wall = time.monotonic()
+                    if self.pending is not None:  # a newer IR frame waits: settle for the best partner now
+                        wall = max(wall, job.arrival_wall + slop)
+                    pairing = decide_pairing(job.stamp, job.arrival_wall, wall, self.eo_buffer, slop)
+                    if pairing.status is not PairStatus.WAIT or not self.running:
+                        break
+                    self.lock.wait(max(0.0, pairing.wait_until_s - wall))
             decision = self.health.decide(self._ros_now())
         return job, pairing, decision
 
@@ -254,6 +273,8 @@ class SegmentNode(Node):
             try:
                 self._process(*item)
             except Exception as exc:  # never let one bad frame kill the worker
+                if not self.running or not self.context.ok():
+                    return  # shutting down: the context went away under a publish; not an inference error
                 with self.lock:
                     self.counts["inference_errors"] += 1
                 self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=5.0)
@@ -299,58 +320,51 @@ class SegmentNode(Node):
             self.latency_ms.append((t2 - t1) * 1e3)
             self.overhead_ms.append(job.decode_ms + (t1 - t0 + t3 - t2) * 1e3)
             self.mask_rate.tick(t3)
-            self._report_mode(mode, reason, decision, job.arrival_ros)
-
-    def _report_mode(self, mode: str, reason: str, decision, frame_time: float) -> None:
-        """Publish the mode that ran. A per-frame fallback (this IR frame had no
-        usable EO partner) is counted every time but announced on ~/mode only
-        after UNPAIRED_FRAMES in a row, so one late EO message does not flap
-        the topic; a real EO loss is then announced within a few frames and as
-        eo_stale at eo_timeout_s."""
-        if decision.mode == "fused":
-            self.recent_unpaired.append(mode != "fused")
-        if (mode, reason) == (decision.mode, decision.reason):
-            self.unpaired_run = 0
-            self._publish_mode(mode, reason, decision.since_s)
-            return
-        self.counts[f"frames_{reason}"] += 1
-        self.unpaired_run += 1
-        if self.unpaired_run == 1:
-            self.unpaired_since = frame_time
-        if self.unpaired_run >= UNPAIRED_FRAMES:
-            self._publish_mode(mode, reason, self.unpaired_since)
+            if decision.mode == "fused":
+                self.recent_unpaired.append(mode != "fused")
+            if (mode, reason) != (decision.mode, decision.reason):
+                self.counts[f"frames_{reason}"] += 1  # a per-frame fallback (see csk_ros/mode_report.py)
+            self._publish_mode(self.announcer.frame((mode, reason), (decision.mode, decision.reason),
+                                                    decision.since_s, job.arrival_ros,
+                                                    self.health.stale_limit("eo")))
 
     # ------------------------------------------------------------ mode/diag
-    def _publish_mode(self, mode: str, reason: str, since: float) -> None:
-        if self.mode_state == (mode, reason):
+    def _publish_mode(self, announcement) -> None:
+        if announcement is None:
             return
-        self.mode_state = (mode, reason)
-        # A mode cannot start before the previous switch (e.g. back to fused
-        # after an announced per-frame fallback inside one health-fused period).
-        self.mode_since_ros = since = max(since, self.mode_since_ros)
-        self.counts[f"switches_to_{mode}"] += 1
-        payload = {"mode": mode, "reason": reason, "since": round(since, 6),
+        self.counts[f"switches_to_{announcement.mode}"] += 1
+        payload = {"mode": announcement.mode, "reason": announcement.reason, "since": round(announcement.since, 6),
                    "backend": self.segmenter.backend_name}
         self.pub_mode.publish(String(data=json.dumps(payload)))
-        self.get_logger().info(f"mode -> {mode} ({reason})")
+        self.get_logger().info(f"mode -> {announcement.mode} ({announcement.reason})")
+
+    def _watch_errors(self) -> None:
+        """Publish /diagnostics at once when the node enters or leaves an error (IR stale), not at the next tick."""
+        with self.lock:
+            decision = self.health.decide(self._ros_now())
+        if (decision.mode == "no_input") != self.error_published and self.error_published is not None:
+            self._on_diagnostics()
 
     def _on_diagnostics(self) -> None:
         now_ros, wall = self._ros_now(), time.monotonic()
+        cfg = self.config
         with self.lock:
             decision = self.health.decide(now_ros)
             if decision.mode == "no_input":
-                self._publish_mode("no_input", decision.reason, decision.since_s)
+                self._publish_mode(self.announcer.decision("no_input", decision.reason, decision.since_s))
             ir_age = self.ir_rate.age(wall)
+            ir_limit = self.health.stale_limit("ir")
             ir_rejected = ", ".join(k[3:] for k in sorted(self.rejected) if k.startswith("ir_") and
-                                    self.last_ir_rejection_wall > wall - self.config.health.ir_timeout_s)
+                                    self.last_ir_rejection_wall > wall - ir_limit)
             unpaired = (sum(self.recent_unpaired) / len(self.recent_unpaired)) if self.recent_unpaired else 0.0
-            ir_dead = decision.mode == "no_input" or ir_age is None or ir_age > self.config.health.ir_timeout_s
-            mode, reason = self.mode_state
+            ir_dead = decision.mode == "no_input" or ir_age is None or ir_age > ir_limit
+            mode, reason = self.announcer.state
+            loss = {"eo": self.eo_loss.report(), "ir": self.ir_loss.report()}
             lat50, lat95 = percentiles(self.latency_ms)
             ovh50, ovh95 = percentiles(self.overhead_ms)
             values = {
                 "mode": mode, "reason": reason, "health_mode": decision.mode, "health_reason": decision.reason,
-                "mode_since": f"{self.mode_since_ros:.3f}",
+                "mode_since": f"{self.announcer.since:.3f}",
                 "eo_rate_hz": f"{self.eo_rate.rate(wall):.2f}", "ir_rate_hz": f"{self.ir_rate.rate(wall):.2f}",
                 "mask_rate_hz": f"{self.mask_rate.rate(wall):.2f}",
                 "eo_age_s": "never" if self.eo_rate.age(wall) is None else f"{self.eo_rate.age(wall):.3f}",
@@ -360,24 +374,29 @@ class SegmentNode(Node):
                 "backend": self.segmenter.backend_name, "bundle": str(self.segmenter.bundle.root),
                 "backend_info": json.dumps(self.segmenter.info, default=str),
                 "eo_received": str(self.eo_rate.count), "ir_received": str(self.ir_rate.count),
+                "eo_transport": cfg.eo_transport, "ir_transport": cfg.ir_transport,
                 "rejected_total": str(sum(self.rejected.values())),
                 "unpaired_fraction_recent": f"{unpaired:.3f}",
             }
+            for stream, report in loss.items():
+                d50, d95 = percentiles(self.decode_ms[stream])
+                values.update({
+                    f"{stream}_loss_fraction": f"{report.loss_fraction:.4f}",
+                    f"{stream}_lost_total": str(report.total_lost),
+                    f"{stream}_period_ms": "unknown" if report.period_s is None else f"{1e3 * report.period_s:.2f}",
+                    f"{stream}_stale_limit_s": f"{self.health.stale_limit(stream):.3f}",
+                    f"{stream}_decode_ms_p50": f"{d50:.3f}", f"{stream}_decode_ms_p95": f"{d95:.3f}",
+                })
             values.update({f"rejected_{k}": str(v) for k, v in sorted(self.rejected.items())})
             values.update({k: str(v) for k, v in sorted(self.counts.items())})
-        if ir_dead and ir_rejected:
-            level, message = DiagnosticStatus.ERROR, f"IR messages arrive but are rejected ({ir_rejected}): no masks"
-        elif ir_dead:
-            level, message = DiagnosticStatus.ERROR, f"no IR input ({decision.reason}): no masks are published"
-        elif unpaired > UNPAIRED_WARN_FRACTION:
-            level, message = DiagnosticStatus.WARN, (f"{100 * unpaired:.0f}% of recent IR frames had no EO partner "
-                                                     "within sync_slop_s: those ran IR-only")
-        elif mode != "fused":
-            level, message = DiagnosticStatus.WARN, f"IR-only fallback ({reason})"
-        else:
-            level, message = DiagnosticStatus.OK, "fused EO+IR segmentation"
-        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: segmentation",
-                                  message=message, hardware_id=self.config.hardware_id,
+            self.error_published = decision.mode == "no_input"
+        level, message = assess(StatusInputs(
+            ir_dead=ir_dead, ir_dead_reason=decision.reason, ir_rejected_reasons=ir_rejected,
+            eo_loss=loss["eo"].loss_fraction, ir_loss=loss["ir"].loss_fraction,
+            loss_warn_fraction=cfg.loss_warn_fraction, qos=cfg.qos, unpaired_fraction=unpaired,
+            unpaired_warn_fraction=UNPAIRED_WARN_FRACTION, mode=mode, reason=reason))
+        status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",
+                                  message=message, hardware_id=cfg.hardware_id,
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
