@@ -106,7 +106,7 @@ def test_tiny_csknet_overfits_one_batch():
         opt.step()
     model.eval()
     with torch.no_grad():
-        pred = model(eo, ir, "fused")["fused"].argmax(1)
+        pred = model(eo, ir, "fused")["out"].argmax(1)
     valid = label != losses.IGNORE_INDEX
     accuracy = (pred[valid] == label[valid]).float().mean().item()
     assert parts["ce_fused"].item() < 0.3 * first

@@ -48,7 +48,7 @@ def test_bn_parameters_diverge_under_training_while_convs_stay_shared():
     label = torch.randint(0, 9, (2, 64, 80))
     for _ in range(2):
         out = model(eo, ir, "fused")
-        loss = sum(nn.functional.cross_entropy(out[k], label) for k in ("fused", "eo", "ir"))
+        loss = sum(nn.functional.cross_entropy(out[k], label) for k in ("out", "eo", "ir"))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -89,7 +89,7 @@ def test_exchange_is_identity_when_no_gamma_is_below_threshold():
     no_exchange.load_state_dict(model.state_dict())  # BN gammas init to 1 > 2e-2
     eo, ir = inputs()
     with torch.no_grad():
-        torch.testing.assert_close(model(eo, ir, "fused")["fused"], no_exchange(eo, ir, "fused")["fused"])
+        torch.testing.assert_close(model(eo, ir, "fused")["out"], no_exchange(eo, ir, "fused")["out"])
 
 
 def count_macs(model, call) -> int:
@@ -124,25 +124,30 @@ def test_ir_only_costs_exactly_a_single_modality_deeplabv3(depth):
     assert sum(p.numel() for p in csk.parameters()) > baseline_count
 
 
-def test_forward_modes_shapes_and_early_fusion():
+def test_forward_modes_have_stable_keys_and_early_fusion():
+    from training.model.csknet import OUTPUT_KEYS
+
     model = build_model(TINY).eval()
     eo, ir = inputs(batch=2, h=48, w=64)
     with torch.no_grad():
-        out = model(eo, ir, "train")
-        for key in ("fused", "eo", "ir", "ir_only"):
-            assert out[key].shape == (2, 9, 48, 64)
+        outs = {mode: model(eo, ir, mode) for mode in ("fused", "ir_only", "eo_only")}
+        for mode, out in outs.items():
+            assert tuple(out) == OUTPUT_KEYS, mode  # torchvision-style: the same keys in every mode
+            assert out["out"].shape == (2, 9, 48, 64)
+        assert outs["ir_only"]["eo"] is None and outs["eo_only"]["ir"] is None
+        torch.testing.assert_close(outs["ir_only"]["out"], outs["ir_only"]["ir"])
         with pytest.raises(ValueError, match="mode must be one of"):
-            model(eo, ir, "both")
+            model(eo, ir, "train")  # the objective, not the model, runs several passes
         early = build_model(dict(TINY, arch="early_fusion")).eval()
         assert early.backbone.conv1.in_channels == 4
-        assert early(eo, ir)["fused"].shape == (2, 9, 48, 64)
+        assert early(eo, ir)["out"].shape == (2, 9, 48, 64)
 
 
 def test_gsu_can_be_switched_off():
     with_gsu, without = build_model(TINY), build_model(dict(TINY, gsu=False))
     assert with_gsu.gsu is not None and without.gsu is None
     eo, ir = inputs()
-    assert without.eval()(eo, ir)["fused"].shape == (2, 9, 64, 80)
+    assert without.eval()(eo, ir)["out"].shape == (2, 9, 64, 80)
 
 
 def test_config_rejects_unknown_keys_and_bad_values():
@@ -205,5 +210,60 @@ def test_ir_only_path_is_exactly_a_deeplabv3_with_the_ir_weights():
     baseline = ir_only_as_deeplabv3(csk)
     eo, ir = inputs()
     with torch.no_grad():
-        torch.testing.assert_close(baseline(ir=ir)["ir"], csk(eo, ir, "ir_only")["ir"], rtol=0, atol=0)
-        assert not torch.allclose(baseline(ir=ir)["ir"], csk(eo, ir.flip(-1), "ir_only")["ir"])
+        torch.testing.assert_close(baseline(ir=ir)["out"], csk(eo, ir, "ir_only")["out"], rtol=0, atol=0)
+        assert not torch.allclose(baseline(ir=ir)["out"], csk(eo, ir.flip(-1), "ir_only")["out"])
+
+
+def ir_path_batchnorms(model):
+    """Every BatchNorm of CSK-Net's IR-only path (IR BNs of the trunk, IR ASPP stream)."""
+    trunk = [bn.bns[IR] for bn in model.backbone.modules() if isinstance(bn, ModalBatchNorm2d)]
+    return trunk + [m for m in model.aspp_ir.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_fused_pass_leaves_the_ir_only_running_statistics_alone():
+    """Bug: the fused pass (EO channels exchanged in) updated the IR BNs' running
+    statistics, which IR-only inference then used. Now the IR-only path's
+    statistics are a function of IR-only passes alone, and the fused pass
+    keeps (and uses at inference) its own."""
+    torch.manual_seed(0)
+    cfg = dict(TINY, dropout=0.0)  # no random masks: the two models must see identical IR-only passes
+    model = build_model(cfg)
+    set_exchange_gammas(model, 1e-3)  # exchange really fires in the fused pass
+    eo, ir = inputs()
+    reference = build_model(cfg)
+    reference.load_state_dict(model.state_dict())
+
+    model.train()
+    model(eo, ir, "fused")
+    model(ir=ir, mode="ir_only")
+    reference.train()
+    reference(ir=ir, mode="ir_only")  # the IR-only pass alone
+    for bn, ref in zip(ir_path_batchnorms(model), ir_path_batchnorms(reference)):
+        torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=0, atol=0)
+        torch.testing.assert_close(bn.running_var, ref.running_var, rtol=0, atol=0)
+    # the fused pass did collect statistics, into its own buffers
+    fused_moved = [not torch.equal(bn.fused_running_mean, torch.zeros_like(bn.fused_running_mean))
+                   for bn in ir_path_batchnorms(model)]
+    assert all(fused_moved)
+
+    # IR-only inference is unaffected by the fused buffers; fused inference uses them
+    model.eval()
+    reference.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ir=ir, mode="ir_only")["out"], reference(ir=ir, mode="ir_only")["out"],
+                                   rtol=0, atol=0)
+        fused = model(eo, ir, "fused")["out"]
+        for bn in ir_path_batchnorms(model):
+            bn.fused_running_mean.zero_()
+            bn.fused_running_var.fill_(1.0)
+        assert not torch.allclose(fused, model(eo, ir, "fused")["out"])
+
+
+def test_fused_statistics_are_buffers_outside_the_ir_only_graph():
+    from training.model import ir_only_as_deeplabv3
+
+    csk = build_model(TINY)
+    fused_keys = [k for k in csk.state_dict() if ".fused_running_" in k]
+    assert fused_keys and all(".bns.1." in k or k.startswith("aspp_ir.") for k in fused_keys)
+    assert not any("fused_running" in n for n, _ in csk.named_parameters())
+    assert not any("fused_running" in k for k in ir_only_as_deeplabv3(csk).state_dict())

@@ -46,11 +46,15 @@ class CskObjective(nn.Module):
 
     def forward(self, eo, ir, label, teacher_out=None):
         w = self.w
-        out = self.model(eo, ir, mode="train" if w["ce_ir_only"] > 0 else "fused")
+        # The objective, not the model, decides which passes run: the fused pass
+        # and, for the deployed fallback, the exchange-free IR-only pass.
+        out = self.model(eo, ir, mode="fused")
+        ir_out = self.model(ir=ir, mode="ir_only") if w["ce_ir_only"] > 0 else None
+        logits = {"fused": out["out"], "eo": out["eo"], "ir": out["ir"], "ir_only": ir_out["out"] if ir_out else None}
         parts = {}
         for head in ("fused", "eo", "ir", "ir_only"):
             if w[f"ce_{head}"] > 0:
-                parts[f"ce_{head}"] = w[f"ce_{head}"] * losses.cross_entropy(out[head], label)
+                parts[f"ce_{head}"] = w[f"ce_{head}"] * losses.cross_entropy(logits[head], label)
         if w["kd_feature"] > 0 or w["kd_logit"] > 0:
             if teacher_out is None:
                 raise ValueError("knowledge distillation is on but no teacher output was given")
@@ -61,7 +65,7 @@ class CskObjective(nn.Module):
                 )
             if w["kd_logit"] > 0:
                 parts["kd_logit"] = w["kd_logit"] * losses.logit_kd(
-                    out["eo"], teacher_out["eo"], label, w["kd_temperature"])
+                    out["eo"], teacher_out["out"], label, w["kd_temperature"])
         if w["contrastive"] > 0:
             parts["contrastive"] = w["contrastive"] * losses.cross_modal_infonce(
                 self.projection(out["dec_eo"]), self.projection(out["dec_ir"]), label,

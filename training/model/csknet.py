@@ -14,14 +14,18 @@ exactly what `DeepLabV3` below costs (tested).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
+from .batchnorm import fused_pass
 from .decoder import ASPPStream, GatedSpectralUnit, conv_bn_relu, upsample_to
 from .normalize import IMAGENET_MEAN, IMAGENET_STD, IR_MEAN, IR_STD, Normalize
 from .resnet import EO, IR, ModalResNet
 
 MODES = ("fused", "ir_only", "eo_only")
+OUTPUT_KEYS = ("out", "eo", "ir", "enc_eo", "enc_ir", "dec_eo", "dec_ir")
 
 
 def _backbone(cfg: dict, num_modalities: int, in_channels: int = 3, exchange: bool = False) -> ModalResNet:
@@ -36,8 +40,8 @@ def _backbone(cfg: dict, num_modalities: int, in_channels: int = 3, exchange: bo
     )
 
 
-def _stream(cfg: dict, cin: int) -> ASPPStream:
-    return ASPPStream(cin, cfg["aspp_channels"], cfg["aspp_rates"], cfg["dropout"])
+def _stream(cfg: dict, cin: int, two_pass: bool = False) -> ASPPStream:
+    return ASPPStream(cin, cfg["aspp_channels"], cfg["aspp_rates"], cfg["dropout"], two_pass)
 
 
 def _normalizers(cfg: dict) -> tuple[Normalize, Normalize]:
@@ -49,9 +53,19 @@ class CSKNet(nn.Module):
     """EO+IR segmentation with exchange, two decoder streams, GSU, three heads.
 
     `forward(eo, ir, mode)` takes camera-range tensors (EO Bx3xHxW RGB, IR
-    Bx1xHxW) and returns a dict of logits at input size plus the features
-    the training losses need. mode "train" runs the fused pass and, in the
-    same call (one DDP forward), the exchange-free IR-only pass.
+    Bx1xHxW) and runs ONE pass: "fused" (both modalities, exchange on, the
+    fused head), "ir_only" or "eo_only" (one modality, no exchange). Like
+    torchvision's segmentation models it returns the same keys in every mode
+    (OUTPUT_KEYS): "out" is the mode's prediction (fused head / IR head / EO
+    head) at input size; "eo"/"ir" the per-stream head logits; "enc_*" and
+    "dec_*" the encoder and decoder (ASPP) features; entries of an absent
+    modality are None. The model knows nothing of losses: the training
+    objective decides which passes to run (objective.py runs the fused and
+    the IR-only pass).
+
+    In the fused pass the IR path's BatchNorms read and update their own
+    fused-pass running statistics (batchnorm.py), so the IR-only path's
+    statistics are those of the exchange-free IR-only pass alone.
     """
 
     supported_modes = MODES
@@ -62,7 +76,7 @@ class CSKNet(nn.Module):
         self.norm_eo, self.norm_ir = _normalizers(cfg)
         self.backbone = _backbone(cfg, 2, exchange=cfg["exchange"])
         cin, classes = self.backbone.out_channels, cfg["num_classes"]
-        self.aspp_eo, self.aspp_ir = _stream(cfg, cin), _stream(cfg, cin)
+        self.aspp_eo, self.aspp_ir = _stream(cfg, cin), _stream(cfg, cin, two_pass=True)
         channels = cfg["aspp_channels"]
         self.head_eo = nn.Conv2d(channels, classes, 1)
         self.head_ir = nn.Conv2d(channels, classes, 1)
@@ -72,39 +86,27 @@ class CSKNet(nn.Module):
     def fuse(self, f_eo: torch.Tensor, f_ir: torch.Tensor) -> torch.Tensor:
         return self.gsu(f_eo, f_ir) if self.gsu is not None else f_eo + f_ir
 
-    def _single(self, x: torch.Tensor, modality: int) -> dict:
-        xs = [None, None]
-        xs[modality] = (self.norm_eo if modality == EO else self.norm_ir)(x)
-        enc = self.backbone(xs)[modality]
-        aspp, head = (self.aspp_eo, self.head_eo) if modality == EO else (self.aspp_ir, self.head_ir)
-        dec = aspp(enc)
-        return {"enc": enc, "dec": dec, "logits": upsample_to(head(dec), x.shape[-2:])}
-
     def forward(self, eo: torch.Tensor | None = None, ir: torch.Tensor | None = None, mode: str = "fused") -> dict:
-        if mode == "ir_only":
-            out = self._single(ir, IR)
-            return {"ir": out["logits"], "enc_ir": out["enc"], "dec_ir": out["dec"]}
-        if mode == "eo_only":
-            out = self._single(eo, EO)
-            return {"eo": out["logits"], "enc_eo": out["enc"], "dec_eo": out["dec"]}
-        if mode not in ("fused", "train"):
-            raise ValueError(f"mode must be one of {MODES + ('train',)}, got {mode!r}")
-        size = ir.shape[-2:]
-        enc_eo, enc_ir = self.backbone([self.norm_eo(eo), self.norm_ir(ir)])
-        dec_eo, dec_ir = self.aspp_eo(enc_eo), self.aspp_ir(enc_ir)
-        out = {
-            "fused": upsample_to(self.head_fused(self.fuse(dec_eo, dec_ir)), size),
-            "eo": upsample_to(self.head_eo(dec_eo), size),
-            "ir": upsample_to(self.head_ir(dec_ir), size),
-            "enc_eo": enc_eo, "enc_ir": enc_ir, "dec_eo": dec_eo, "dec_ir": dec_ir,
-        }
-        if mode == "train":
-            out["ir_only"] = self._single(ir, IR)["logits"]
-        return out
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        use_eo, use_ir = mode != "ir_only", mode != "eo_only"
+        size = (ir if use_ir else eo).shape[-2:]
+        xs = [self.norm_eo(eo) if use_eo else None, self.norm_ir(ir) if use_ir else None]
+        with fused_pass(self) if mode == "fused" else nullcontext():
+            enc_eo, enc_ir = self.backbone(xs)
+            dec_eo = self.aspp_eo(enc_eo) if use_eo else None
+            dec_ir = self.aspp_ir(enc_ir) if use_ir else None
+        logits_eo = upsample_to(self.head_eo(dec_eo), size) if use_eo else None
+        logits_ir = upsample_to(self.head_ir(dec_ir), size) if use_ir else None
+        if mode == "fused":
+            main = upsample_to(self.head_fused(self.fuse(dec_eo, dec_ir)), size)
+        else:
+            main = logits_ir if mode == "ir_only" else logits_eo
+        return {"out": main, "eo": logits_eo, "ir": logits_ir,
+                "enc_eo": enc_eo, "enc_ir": enc_ir, "dec_eo": dec_eo, "dec_ir": dec_ir}
 
     def logits(self, eo, ir, mode: str) -> torch.Tensor:
-        key = {"fused": "fused", "ir_only": "ir", "eo_only": "eo"}[mode]
-        return self.forward(eo, ir, mode)[key]
+        return self.forward(eo, ir, mode)["out"]
 
 
 class DeepLabV3(nn.Module):
@@ -127,10 +129,10 @@ class DeepLabV3(nn.Module):
         x = eo if self.modality == "eo" else ir
         enc = self.backbone([self.norm(x)])[0]
         dec = self.aspp(enc)
-        return {self.modality: upsample_to(self.head(dec), x.shape[-2:]), "enc": enc, "dec": dec}
+        return {"out": upsample_to(self.head(dec), x.shape[-2:]), "enc": enc, "dec": dec}
 
     def logits(self, eo, ir, mode: str) -> torch.Tensor:
-        return self.forward(eo, ir)[self.modality]
+        return self.forward(eo, ir)["out"]
 
 
 class EarlyFusion(nn.Module):
@@ -151,19 +153,22 @@ class EarlyFusion(nn.Module):
     def forward(self, eo=None, ir=None, mode: str | None = None) -> dict:
         x = torch.cat([self.norm_eo(eo), self.norm_ir(ir)], dim=1)
         dec = self.aspp(self.backbone([x])[0])
-        return {"fused": upsample_to(self.head(dec), x.shape[-2:])}
+        return {"out": upsample_to(self.head(dec), x.shape[-2:])}
 
     def logits(self, eo, ir, mode: str) -> torch.Tensor:
-        return self.forward(eo, ir)["fused"]
+        return self.forward(eo, ir)["out"]
 
 
 def ir_only_as_deeplabv3(model: CSKNet) -> DeepLabV3:
     """The IR-only path of a CSK-Net as a plain single-modality DeepLabV3
     (shared convs, IR BatchNorms, IR ASPP stream, IR head). Its outputs equal
-    `model(ir=..., mode="ir_only")`: the "no extra cost" claim made concrete."""
+    `model(ir=..., mode="ir_only")`: the "no extra cost" claim made concrete.
+    The IR path's fused-pass BatchNorm statistics are not part of it."""
     baseline = DeepLabV3(dict(model.cfg, arch="deeplabv3", modality="ir", pretrained=None))
     state = {}
     for key, value in model.state_dict().items():
+        if ".fused_running_" in key:
+            continue
         if key.startswith("backbone.") and ".bns.0." not in key:
             state[key.replace(".bns.1.", ".bns.0.")] = value
         elif key.startswith("aspp_ir."):

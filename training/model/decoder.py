@@ -8,12 +8,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .batchnorm import TwoPassBatchNorm2d
 
-def conv_bn_relu(cin: int, cout: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
+
+def conv_bn_relu(cin: int, cout: int, kernel: int = 1, dilation: int = 1, two_pass: bool = False) -> nn.Sequential:
     pad = 0 if kernel == 1 else dilation
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, padding=pad, dilation=dilation, bias=False),
-        nn.BatchNorm2d(cout),
+        TwoPassBatchNorm2d(cout) if two_pass else nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     )
 
@@ -21,10 +23,10 @@ def conv_bn_relu(cin: int, cout: int, kernel: int = 1, dilation: int = 1) -> nn.
 class ASPPPooling(nn.Module):
     """Image-level branch: global average pool, 1x1 conv, broadcast back."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, two_pass: bool = False):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.proj = conv_bn_relu(cin, cout)
+        self.proj = conv_bn_relu(cin, cout, two_pass=two_pass)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.pool(x)).expand(-1, -1, x.shape[-2], x.shape[-1])
@@ -34,17 +36,21 @@ class ASPPStream(nn.Module):
     """DeepLabV3 head up to (not including) the classifier: ASPP + 3x3 conv.
 
     Its output is the modality's decoder feature F_eo / F_ir of CSK-Net.
+    `two_pass` gives its BatchNorms separate fused-pass statistics (the IR
+    stream of CSK-Net, which also runs in the IR-only pass; batchnorm.py).
     """
 
-    def __init__(self, cin: int, channels: int = 256, rates: Sequence[int] = (12, 24, 36), dropout: float = 0.5):
+    def __init__(self, cin: int, channels: int = 256, rates: Sequence[int] = (12, 24, 36), dropout: float = 0.5,
+                 two_pass: bool = False):
         super().__init__()
         self.branches = nn.ModuleList(
-            [conv_bn_relu(cin, channels)]
-            + [conv_bn_relu(cin, channels, 3, r) for r in rates]
-            + [ASPPPooling(cin, channels)]
+            [conv_bn_relu(cin, channels, two_pass=two_pass)]
+            + [conv_bn_relu(cin, channels, 3, r, two_pass) for r in rates]
+            + [ASPPPooling(cin, channels, two_pass)]
         )
-        self.project = nn.Sequential(conv_bn_relu(channels * len(self.branches), channels), nn.Dropout(dropout))
-        self.refine = conv_bn_relu(channels, channels, 3)
+        self.project = nn.Sequential(conv_bn_relu(channels * len(self.branches), channels, two_pass=two_pass),
+                                     nn.Dropout(dropout))
+        self.refine = conv_bn_relu(channels, channels, 3, two_pass=two_pass)
         self.out_channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,8 @@ def map_torchvision_keys(state: dict, num_modalities: int) -> dict:
         if match:
             for m in range(num_modalities):
                 mapped[f"{match['prefix']}.bns.{m}.{match['field']}"] = value.clone()
+                if match["field"] in ("running_mean", "running_var"):  # the IR BN's fused-pass statistics
+                    mapped[f"{match['prefix']}.bns.{m}.fused_{match['field']}"] = value.clone()
         else:
             mapped[key] = value
     return mapped

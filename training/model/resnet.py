@@ -24,6 +24,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .batchnorm import TwoPassBatchNorm2d
+
 MODALITIES = ("eo", "ir")
 EO, IR = 0, 1
 Features = list  # list[torch.Tensor | None], one entry per modality
@@ -35,11 +37,17 @@ def each(fn: Callable[[torch.Tensor], torch.Tensor], xs: Features) -> Features:
 
 
 class ModalBatchNorm2d(nn.Module):
-    """One BatchNorm2d per modality behind a single layer name."""
+    """One BatchNorm2d per modality behind a single layer name.
+
+    With two modalities the IR BN keeps separate running statistics for the
+    fused pass (`TwoPassBatchNorm2d`, see batchnorm.py): its own belong to the
+    exchange-free IR-only path."""
 
     def __init__(self, num_features: int, num_modalities: int):
         super().__init__()
-        self.bns = nn.ModuleList(nn.BatchNorm2d(num_features) for _ in range(num_modalities))
+        self.bns = nn.ModuleList(
+            TwoPassBatchNorm2d(num_features) if (num_modalities == 2 and m == IR) else nn.BatchNorm2d(num_features)
+            for m in range(num_modalities))
 
     def forward(self, xs: Features) -> Features:
         return [None if x is None else bn(x) for bn, x in zip(self.bns, xs)]
