@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import build_dataset
+from training.data import build_dataset, synthetic
 from training.data.classes import MFNET_CLASSES, MFNET_PALETTE
-from training.data import synthetic
 from training.data.synthetic import generate_sample
 
 CAR, PERSON, BIKE, CURVE, CAR_STOP, GUARDRAIL, COLOR_CONE, BUMP = range(1, 9)

@@ -490,7 +490,8 @@ class _Scene:
         left, right = self.road_x(y)
         x0 = self.u(left, (left + right) / 2)
         x1 = min(right, x0 + (right - left) * self.u(0.35, 0.6))
-        self.rect(x0, y - max(2.0, 0.1 * d), x1, y, eo=(self.u(220, 245),) * 3, ir=self.passive_ir("white_paint"), cls=CAR_STOP)
+        self.rect(x0, y - max(2.0, 0.1 * d), x1, y, eo=(self.u(220, 245),) * 3, ir=self.passive_ir("white_paint"),
+                  cls=CAR_STOP)
 
     def _parking_block(self, y: float) -> None:
         d = self.depth(y)

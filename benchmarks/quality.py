@@ -1,0 +1,556 @@
+#!/usr/bin/env python3
+"""Quality study on the synthetic RGB-T set: does CSK-Net beat its baselines, over seeds?
+
+One command trains and evaluates, for every seed:
+
+  setting ``full`` (data.num_train from the config, 512):
+    eo_teacher      EO-only DeepLabV3 (the teacher; stage "teacher")   -> EO-only mIoU
+    ir_baseline     IR-only DeepLabV3 (same backbone as CSK-Net's IR path) -> IR-only mIoU
+    early_fusion    DeepLabV3 on 4-channel EO+IR                        -> fused mIoU
+    csk_full        CSK-Net, distilled from the same seed's teacher     -> fused and IR-only mIoU
+    no_kd           csk_full with loss.kd_feature=0 loss.kd_logit=0 (no teacher)
+    no_contrastive  csk_full with loss.contrastive=0
+    no_exchange     csk_full with model.exchange=false
+    no_gsu          csk_full with model.gsu=false
+  setting ``low_data`` (data.num_train=128): eo_teacher, ir_baseline, csk_full
+
+The CSK-Net runs need the EO teacher of the same seed and setting: it is
+trained first and reused (and added to the plan when a selected variant needs
+it). Every run trains with ``training.train.train`` on
+``training/configs/synthetic.yaml`` plus the overrides in ``VARIANTS`` /
+``SETTINGS`` / ``STUDY_OVERRIDES`` (so changes to the training method reach
+the study through the config, not through this file), selects best.pt on the
+validation split, and is scored on test_day and test_night (test = their sum
+of confusion matrices), MFNet-protocol mIoU (9 classes incl. unlabeled).
+
+Settings of the full study (this file is the record):
+  model      ResNet-10 (1,1,1,1 basic blocks), width 16, output stride 8, ASPP 32
+             channels, rates 2/4/6 (training/configs/synthetic.yaml, as in `make demo`)
+  data       96x128 synthetic scenes, 512 train / 64 val / 256 test (about 128 day,
+             128 night), data.seed 0 for every run: the seeds vary training only
+  steps      512 (8 epochs at batch 8) for every student and baseline, 768 for the
+             EO teacher; the same step counts in the low-data setting (128 images,
+             32 epochs), so it changes the data, not the compute; validation every
+             128 steps on 64 images
+  seeds      0, 1, 2
+  runs       3 seeds x (8 + 3) = 33 trainings
+  time       measured per step on 2 CPU cores (Nov 2026): DeepLabV3 0.077 s, CSK-Net
+             0.2 s -> about 45 minutes for the whole study, under 60 if the CSK-Net
+             step gets 30 % dearer
+
+Usage:
+  python benchmarks/quality.py                 # the full study (~45 min on 2 CPU cores)
+  python benchmarks/quality.py --seeds 5       # seeds 0..4; --seeds 3,4 adds two seeds to a finished study
+  python benchmarks/quality.py --quick         # tiny smoke setting (seconds), out: benchmarks/results/quality_quick
+  python benchmarks/quality.py --variants ir_baseline,csk_full --settings full
+  python benchmarks/quality.py --out DIR [--device cuda] [key.sub=value ...]   # extra overrides for every run
+
+Outputs under --out (default benchmarks/results/quality/, git-ignored):
+  runs.json     the resumable results file: one record per finished run; a rerun skips
+                every run whose record matches its resolved config (and its teacher), so
+                an interrupted study continues where it stopped; an interrupted run
+                resumes from its last.pt
+  runs/<setting>/<variant>/seed<k>/   checkpoints (best.pt, last.pt) and TensorBoard logs
+  quality.json  per-run metrics and the aggregates (mean, sample std over seeds)
+  quality.md    tables: mIoU per variant and mode (test, day, night), per-class IoU,
+                low-data setting, the issue's targets
+  quality.png   bar chart of mIoU (test, day, night) with std error bars
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.common import RESULTS, print_table, write_json  # noqa: E402
+
+CONFIG = REPO / "training" / "configs" / "synthetic.yaml"
+SPLITS = ("test", "test_day", "test_night")
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    stage: str  # training.train stage: teacher | baseline | csk
+    overrides: tuple[str, ...]
+    modes: tuple[str, ...]  # evaluation modes, first = the headline one
+    teacher: bool = False  # needs the same seed's EO teacher checkpoint
+
+
+VARIANTS = {
+    "eo_teacher": Variant("EO-only DeepLabV3 (teacher)", "teacher", (), ("eo_only",)),
+    "ir_baseline": Variant("IR-only DeepLabV3", "baseline", ("model.arch=deeplabv3", "model.modality=ir"),
+                           ("ir_only",)),
+    "early_fusion": Variant("Early fusion DeepLabV3", "baseline", ("model.arch=early_fusion",), ("fused",)),
+    "csk_full": Variant("CSK-Net", "csk", (), ("fused", "ir_only"), teacher=True),
+    "no_kd": Variant("CSK-Net, no KD", "csk", ("loss.kd_feature=0", "loss.kd_logit=0"), ("fused", "ir_only")),
+    "no_contrastive": Variant("CSK-Net, no contrastive", "csk", ("loss.contrastive=0",), ("fused", "ir_only"),
+                              teacher=True),
+    "no_exchange": Variant("CSK-Net, no exchange", "csk", ("model.exchange=false",), ("fused", "ir_only"),
+                           teacher=True),
+    "no_gsu": Variant("CSK-Net, no GSU", "csk", ("model.gsu=false",), ("fused", "ir_only"), teacher=True),
+}
+# setting: (overrides, variants run in it)
+SETTINGS = {
+    "full": ((), tuple(VARIANTS)),
+    "low_data": (("data.num_train=128",), ("eo_teacher", "ir_baseline", "csk_full")),
+}
+STEPS, TEACHER_STEPS = 512, 768
+STUDY_OVERRIDES = ("data.num_val=64", "data.num_test=256", "data.seed=0", "train.eval_every=128",
+                   "train.num_workers=0")
+# --quick: a smoke setting that exercises every code path in seconds (numbers meaningless)
+QUICK_STEPS, QUICK_TEACHER_STEPS = 2, 2
+QUICK_OVERRIDES = ("data.size=[48,64]", "data.augment.crop=[48,64]", "data.num_train=16", "data.num_val=4",
+                   "data.num_test=8", "model.width=8", "model.aspp_channels=16", "train.batch_size=4",
+                   "train.eval_every=2", "train.num_workers=0", "loss.contrastive_samples=32")
+QUICK_SETTING_OVERRIDES = {"low_data": ("data.num_train=8",)}
+
+
+@dataclass
+class Run:
+    setting: str
+    variant: str
+    seed: int
+    overrides: list
+    out: Path
+    teacher_key: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.setting}/{self.variant}/seed{self.seed}"
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'3' -> [0, 1, 2]; '0,4' -> [0, 4]."""
+    text = text.strip()
+    if "," not in text and text.isdigit():
+        return list(range(int(text)))
+    seeds = [int(s) for s in text.split(",") if s.strip()]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"--seeds must be a count N or distinct non-negative seeds a,b,c; got {text!r}")
+    return seeds
+
+
+def _names(text: str | None, known, what: str) -> list[str]:
+    if text is None:
+        return list(known)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise ValueError(f"unknown {what} {bad or text!r}; known: {', '.join(known)}")
+    return names
+
+
+def plan_runs(seeds, settings, variants, out: Path, quick: bool, extra: list[str]) -> list[Run]:
+    """Ordered runs: per seed, per setting, the teacher first (added when a selected variant needs it)."""
+    runs = []
+    steps, teacher_steps = (QUICK_STEPS, QUICK_TEACHER_STEPS) if quick else (STEPS, TEACHER_STEPS)
+    common = list(QUICK_OVERRIDES if quick else STUDY_OVERRIDES)
+    for seed in seeds:
+        for setting in settings:
+            setting_overrides, allowed = SETTINGS[setting]
+            if quick:
+                setting_overrides = QUICK_SETTING_OVERRIDES.get(setting, setting_overrides)
+            chosen = [v for v in allowed if v in variants]
+            if any(VARIANTS[v].teacher for v in chosen) and "eo_teacher" not in chosen:
+                chosen.insert(0, "eo_teacher")
+            chosen.sort(key=lambda v: v != "eo_teacher")  # teacher first, order otherwise kept
+            teacher_key = f"{setting}/eo_teacher/seed{seed}"
+            for name in chosen:
+                v = VARIANTS[name]
+                run_steps = teacher_steps if v.stage == "teacher" else steps
+                overrides = common + list(setting_overrides) + list(v.overrides) + [
+                    f"train.seed={seed}", f"train.max_steps={run_steps}"] + list(extra)
+                runs.append(Run(setting, name, seed, overrides, out / "runs" / setting / name / f"seed{seed}",
+                                teacher_key if v.teacher else None))
+    return runs
+
+
+def resolved_config(run: Run, teacher_ckpt: Path | None) -> dict:
+    from training.config import load_config
+
+    cfg = load_config(CONFIG, run.overrides)
+    if teacher_ckpt is not None:
+        cfg["teacher"]["checkpoint"] = str(teacher_ckpt)
+    return cfg
+
+
+def fingerprint(cfg: dict, teacher_fp: str | None) -> str:
+    blob = json.dumps({"config": cfg, "teacher": teacher_fp}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def train_run(cfg: dict, out: Path, stage: str, device: str, resume: bool) -> dict:
+    from training.train import train
+
+    return train(cfg, out, stage, device=device, resume=resume)
+
+
+def _metrics_entry(summary: dict) -> dict:
+    return {k: summary[k] for k in ("miou", "miou_no_unlabeled", "pixel_acc", "per_class_iou")}
+
+
+def evaluate_run(checkpoint: Path, modes, device: str, batch_size: int = 16) -> dict:
+    """{mode: {split: metrics}}; test = test_day + test_night confusion matrices."""
+    from torch.utils.data import DataLoader
+
+    from training.checkpoint import model_from_checkpoint
+    from training.data import build_dataset
+    from training.evaluate import confusion_over
+    from training.metrics import summarize
+
+    model, ckpt = model_from_checkpoint(checkpoint)
+    model.to(device)
+    data_cfg = ckpt["config"]["data"]
+    sets = {split: build_dataset(data_cfg, split, train=False) for split in ("test_day", "test_night")}
+    names = sets["test_day"].class_names
+    results = {}
+    for mode in modes:
+        cms = {}
+        for split, ds in sets.items():
+            loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+            cms[split], _ = confusion_over(model, loader, mode, ds.num_classes, device)
+        cms["test"] = cms["test_day"] + cms["test_night"]
+        counts = {"test_day": len(sets["test_day"]), "test_night": len(sets["test_night"])}
+        counts["test"] = counts["test_day"] + counts["test_night"]
+        results[mode] = {split: dict(_metrics_entry(summarize(cms[split], names)), num_images=counts[split])
+                         for split in SPLITS}
+    return results
+
+
+def _scalars(d, prefix="") -> dict:
+    """Flatten the checkpoint's validation metrics to JSON scalars (exchange fractions etc. included)."""
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_scalars(v, f"{prefix}{k}."))
+    elif isinstance(d, (list, tuple)) and all(isinstance(v, (int, float)) for v in d) and len(d) <= 32:
+        out[prefix[:-1]] = [float(v) for v in d]
+    elif isinstance(d, (bool, int, float, str)) or d is None:
+        out[prefix[:-1]] = d
+    elif hasattr(d, "item") and getattr(d, "ndim", 1) == 0:
+        out[prefix[:-1]] = d.item()
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class ResultsFile:
+    """runs.json: {key: record}; rewritten atomically after every finished run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records = json.loads(path.read_text()) if path.is_file() else {}
+
+    def done(self, key: str, fp: str) -> bool:
+        return self.records.get(key, {}).get("fingerprint") == fp
+
+    def put(self, record: dict) -> None:
+        self.records[record["key"]] = record
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.records, indent=2, default=str))
+        os.replace(tmp, self.path)
+
+
+def execute(runs: list[Run], results: ResultsFile, device: str, log=print) -> dict:
+    """Train + evaluate every run not already in `results`; returns counts."""
+    from tqdm import tqdm
+
+    # Resolve every config first: a renamed config key fails now, not half an hour in.
+    fps, cfgs = {}, {}
+    for run in runs:
+        teacher_ckpt = None
+        if run.teacher_key:
+            teacher_ckpt = next(r.out for r in runs if r.key == run.teacher_key) / "best.pt"
+        cfgs[run.key] = resolved_config(run, teacher_ckpt)
+        fps[run.key] = fingerprint(cfgs[run.key], fps.get(run.teacher_key) if run.teacher_key else None)
+
+    def finished(run: Run) -> bool:
+        if not results.done(run.key, fps[run.key]):
+            return False
+        # a teacher whose checkpoint was deleted must be retrained if a student still needs it
+        return run.variant != "eo_teacher" or (run.out / "best.pt").is_file() or not any(
+            r.teacher_key == run.key and not results.done(r.key, fps[r.key]) for r in runs)
+
+    todo = [r for r in runs if not finished(r)]
+    log(f"quality study: {len(runs)} runs planned, {len(runs) - len(todo)} already done (skipped), {len(todo)} to run")
+    commit = git_commit()
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="quality study", unit="run", dynamic_ncols=True)
+    for run in todo:
+        v = VARIANTS[run.variant]
+        bar.set_postfix_str(run.key)
+        marker = run.out / "study_run.json"
+        fp = fps[run.key]
+        resume = marker.is_file() and json.loads(marker.read_text()).get("fingerprint") == fp
+        if not resume and run.out.exists():
+            shutil.rmtree(run.out)  # stale files of another configuration
+        run.out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"key": run.key, "fingerprint": fp}))
+        t0 = time.monotonic()
+        best = train_run(cfgs[run.key], run.out, v.stage, device, resume)
+        t1 = time.monotonic()
+        metrics = evaluate_run(run.out / "best.pt", v.modes, device)
+        t2 = time.monotonic()
+        results.put({
+            "key": run.key, "setting": run.setting, "variant": run.variant, "seed": run.seed, "stage": v.stage,
+            "label": v.label, "overrides": run.overrides, "teacher": run.teacher_key, "fingerprint": fp,
+            "checkpoint": str(run.out / "best.pt"), "val": _scalars(best), "metrics": metrics,
+            "train_seconds": round(t1 - t0, 1), "eval_seconds": round(t2 - t1, 1), "commit": commit,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+        heads = ", ".join(f"{m} {100 * metrics[m]['test']['miou']:.1f}" for m in v.modes)
+        bar.write(f"{run.key}: {heads} mIoU ({t1 - t0:.0f} s train, {t2 - t1:.0f} s eval)")
+        bar.update(1)
+    bar.close()
+    return {"planned": len(runs), "skipped": len(runs) - len(todo), "ran": len(todo)}
+
+
+# --------------------------------------------------------------------------- aggregation and reporting
+
+
+def mean_std(values) -> dict:
+    a = np.asarray([v for v in values if v is not None and not math.isnan(v)], float)
+    if a.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size),
+            "values": [float(v) for v in a]}
+
+
+def aggregate(records: list[dict]) -> list[dict]:
+    """One row per (setting, variant, mode): mIoU mean/std per split, per-class IoU mean/std per split."""
+    rows = []
+    order = [(s, v) for s in SETTINGS for v in VARIANTS]
+    for setting, variant in order:
+        recs = sorted((r for r in records if r["setting"] == setting and r["variant"] == variant),
+                      key=lambda r: r["seed"])
+        if not recs:
+            continue
+        for mode in VARIANTS[variant].modes:
+            row = {"setting": setting, "variant": variant, "label": VARIANTS[variant].label, "mode": mode,
+                   "seeds": [r["seed"] for r in recs], "miou": {}, "per_class_iou": {}}
+            for split in SPLITS:
+                row["miou"][split] = mean_std(r["metrics"][mode][split]["miou"] for r in recs)
+                classes = recs[0]["metrics"][mode][split]["per_class_iou"]
+                row["per_class_iou"][split] = {
+                    c: mean_std(r["metrics"][mode][split]["per_class_iou"][c] for r in recs) for c in classes}
+            exch = {k: mean_std(r["val"].get(k) for r in recs) for k in recs[0]["val"]
+                    if "exchang" in k and isinstance(recs[0]["val"][k], (int, float))}
+            if exch:
+                row["exchanged_fraction"] = exch
+            rows.append(row)
+    return rows
+
+
+def _pm(ms: dict, scale: float = 100.0) -> str:
+    """'mean ± std' (sample std over seeds); just the mean for a single seed."""
+    if ms is None or ms.get("mean") is None:
+        return "n/a"
+    if ms["n"] < 2:
+        return f"{scale * ms['mean']:.1f}"
+    return f"{scale * ms['mean']:.1f} ± {scale * ms['std']:.1f}"
+
+
+def _find(rows, setting, variant, mode):
+    return next((r for r in rows if r["setting"] == setting and r["variant"] == variant and r["mode"] == mode), None)
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """The issue's targets, checked on the test split; None where a needed row is missing."""
+    out = []
+    for setting in SETTINGS:
+        csk_ir, base = _find(rows, setting, "csk_full", "ir_only"), _find(rows, setting, "ir_baseline", "ir_only")
+        if csk_ir and base:
+            a, b = csk_ir["miou"]["test"], base["miou"]["test"]
+            diff = a["mean"] - b["mean"]
+            met = diff >= 0.02 and diff > max(a["std"], b["std"]) and min(a["n"], b["n"]) >= 3
+            out.append({"setting": setting,
+                        "target": "CSK-Net IR-only >= IR baseline + 2 mIoU, gap > both stds, >= 3 seeds",
+                        "value": f"{100 * diff:+.1f} (CSK-Net {_pm(a)}, baseline {_pm(b)})", "met": bool(met)})
+        csk_f = _find(rows, setting, "csk_full", "fused")
+        refs = [r for r in (_find(rows, setting, "eo_teacher", "eo_only"), base,
+                            _find(rows, setting, "early_fusion", "fused")) if r]
+        if csk_f and refs:
+            best = max(refs, key=lambda r: r["miou"]["test"]["mean"])
+            diff = csk_f["miou"]["test"]["mean"] - best["miou"]["test"]["mean"]
+            out.append({"setting": setting, "target": "CSK-Net fused >= best of EO-only, IR-only, early fusion",
+                        "value": f"{100 * diff:+.1f} vs {best['label']} ({_pm(csk_f['miou']['test'])} vs "
+                                 f"{_pm(best['miou']['test'])})", "met": bool(diff >= 0)})
+    return out
+
+
+def main_table(rows, setting) -> tuple[list[str], list[list]]:
+    headers = ["model", "mode", "mIoU test", "mIoU day", "mIoU night", "seeds"]
+    body = [[r["label"], r["mode"], *(_pm(r["miou"][s]) for s in SPLITS), len(r["seeds"])]
+            for r in rows if r["setting"] == setting]
+    return headers, body
+
+
+def class_table(rows, setting, split="test") -> tuple[list[str], list[list]]:
+    sel = [r for r in rows if r["setting"] == setting]
+    if not sel:
+        return [], []
+    classes = list(sel[0]["per_class_iou"][split])
+    headers = ["model", "mode", *classes]
+    body = [[r["label"], r["mode"], *(_pm(r["per_class_iou"][split][c]) for c in classes)] for r in sel]
+    return headers, body
+
+
+def _md(headers, body) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def markdown(rows, checks, meta) -> str:
+    parts = [
+        "# Quality study on the synthetic RGB-T set",
+        "",
+        f"mIoU in % (MFNet protocol, 9 classes incl. unlabeled), mean ± sample std over seeds {meta['seeds']}; "
+        f"test = {meta['num_test']} scenes (test_day + test_night). {meta['steps']} training steps "
+        f"({meta['teacher_steps']} for the EO teacher); model and data: {meta['model']}."
+        + (" QUICK SMOKE SETTING: the numbers mean nothing." if meta["quick"] else ""),
+    ]
+    for setting in SETTINGS:
+        headers, body = main_table(rows, setting)
+        if not body:
+            continue
+        parts += ["", f"## {setting} (num_train {meta['num_train'].get(setting)})", "", _md(headers, body)]
+        headers, body = class_table(rows, setting)
+        parts += ["", f"Per-class IoU on test ({setting}):", "", _md(headers, body)]
+        exch = [(r["label"], k, v) for r in rows if r["setting"] == setting and r["mode"] == "fused"
+                for k, v in r.get("exchanged_fraction", {}).items()]
+        if exch:
+            parts += ["", "Exchanged-channel fraction (validation, best checkpoint):", ""]
+            parts += [f"- {label}: {k} = " + ("n/a" if v["mean"] is None else f"{v['mean']:.3f} ± {v['std']:.3f}")
+                      for label, k, v in exch]
+    if checks:
+        parts += ["", "## Targets (issue 8)", "", _md(["setting", "target", "value", "met"],
+                                                      [[c["setting"], c["target"], c["value"],
+                                                        "yes" if c["met"] else "no"] for c in checks])]
+    return "\n".join(parts) + "\n"
+
+
+def bar_chart(rows, path: Path, num_train: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = [s for s in SETTINGS if any(r["setting"] == s for r in rows)]
+    widths = [sum(r["setting"] == s for r in rows) for s in settings]
+    fig, axes = plt.subplots(1, len(settings), figsize=(2 + 0.9 * sum(widths), 4.5), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, setting in zip(axes[0], settings):
+        sel = [r for r in rows if r["setting"] == setting]
+        x = np.arange(len(sel))
+        for k, (split, colour) in enumerate(zip(SPLITS, ("#4c72b0", "#dd8452", "#55a868"))):
+            means = [100 * (r["miou"][split]["mean"] or 0.0) for r in sel]
+            stds = [100 * (r["miou"][split]["std"] or 0.0) for r in sel]
+            ax.bar(x + (k - 1) * 0.27, means, 0.27, yerr=stds, capsize=2, color=colour, label=split)
+        ax.set_xticks(x, [f"{r['label']}\n{r['mode']}" for r in sel], rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{setting} (num_train {num_train.get(setting)})")
+        ax.set_ylabel("mIoU % (mean ± std over seeds)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def report(results: ResultsFile, runs: list[Run], out: Path, meta: dict, counts: dict) -> dict:
+    keys = {r.key for r in runs}
+    records = [rec for key, rec in results.records.items() if key in keys]
+    rows = aggregate(records)
+    checks = targets(rows)
+    for setting in SETTINGS:
+        headers, body = main_table(rows, setting)
+        if body:
+            print(f"\n{setting} (num_train {meta['num_train'].get(setting)}): mIoU % mean ± std over seeds")
+            print_table(headers, body)
+            headers, body = class_table(rows, setting)
+            print(f"\nper-class IoU on test ({setting})")
+            print_table(headers, body)
+    for row in rows:
+        for k, v in row.get("exchanged_fraction", {}).items():
+            if row["mode"] == "fused" and v["mean"] is not None:
+                print(f"exchanged fraction {row['setting']}/{row['variant']} {k}: {v['mean']:.3f} ± {v['std']:.3f}")
+    if checks:
+        print("\ntargets (issue 8):")
+        print_table(["setting", "target", "value", "met"],
+                    [[c["setting"], c["target"], c["value"], "yes" if c["met"] else "no"] for c in checks])
+    payload = {"meta": meta, "counts": counts, "rows": rows, "targets": checks,
+               "runs": sorted(records, key=lambda r: (r["setting"], r["variant"], r["seed"]))}
+    write_json(out / "quality.json", payload)
+    (out / "quality.md").write_text(markdown(rows, checks, meta))
+    if rows:
+        bar_chart(rows, out / "quality.png", meta["num_train"])
+    print(f"\nwrote {out / 'quality.json'}, {out / 'quality.md'}, {out / 'quality.png'}; results file {results.path}")
+    return payload
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="3", help="a count N (seeds 0..N-1) or a list a,b,c (default 3)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke setting: seconds, meaningless numbers")
+    p.add_argument("--out", help="output folder (default benchmarks/results/quality[_quick])")
+    p.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default all)")
+    p.add_argument("--settings", help=f"comma list of {', '.join(SETTINGS)} (default all)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("overrides", nargs="*", help="extra config overrides for every run, e.g. train.batch_size=4")
+    args = p.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+        variants = _names(args.variants, VARIANTS, "variant(s)")
+        settings = _names(args.settings, SETTINGS, "setting(s)")
+        out = Path(args.out) if args.out else RESULTS / ("quality_quick" if args.quick else "quality")
+        runs = plan_runs(seeds, settings, variants, out, args.quick, list(args.overrides))
+        if not runs:
+            raise ValueError("nothing to run: no selected variant belongs to a selected setting")
+        results = ResultsFile(out / "runs.json")
+        counts = execute(runs, results, args.device)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cfg0 = resolved_config(runs[0], None)
+    meta = {"seeds": seeds, "quick": args.quick, "config": str(CONFIG.relative_to(REPO)),
+            "steps": QUICK_STEPS if args.quick else STEPS,
+            "teacher_steps": QUICK_TEACHER_STEPS if args.quick else TEACHER_STEPS,
+            "num_test": cfg0["data"].get("num_test"),
+            "model": "ResNet-{depth} width {width} OS {output_stride} ASPP {aspp_channels}, ".format(**cfg0["model"])
+                     + "{}x{} images".format(*cfg0["data"]["size"]),
+            "num_train": {r.setting: resolved_config(r, None)["data"].get("num_train") for r in runs},
+            "extra_overrides": list(args.overrides), "variants": variants, "settings": settings}
+    report(results, runs, out, meta, counts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

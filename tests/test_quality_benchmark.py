@@ -1,0 +1,115 @@
+"""benchmarks/quality.py: the --quick study end to end (tables, JSON, resume) and its statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks import quality
+from training.checkpoint import load_checkpoint
+from training.data.classes import MFNET_CLASSES
+
+QUICK = ["--quick", "--seeds", "1", "--variants", "eo_teacher,csk_full", "--settings", "full"]
+
+
+def test_quick_study_writes_json_markdown_chart_and_resumes(tmp_path, monkeypatch, capsys):
+    assert quality.main(QUICK + ["--out", str(tmp_path)]) == 0
+    first = capsys.readouterr().out
+    assert "2 runs planned, 0 already done (skipped), 2 to run" in first
+
+    data = json.loads((tmp_path / "quality.json").read_text())
+    assert {r["key"] for r in data["runs"]} == {"full/eo_teacher/seed0", "full/csk_full/seed0"}
+    rows = {(r["variant"], r["mode"]): r for r in data["rows"]}
+    assert set(rows) == {("eo_teacher", "eo_only"), ("csk_full", "fused"), ("csk_full", "ir_only")}
+    for row in rows.values():
+        for split in ("test", "test_day", "test_night"):
+            stat = row["miou"][split]
+            assert stat["n"] == 1 and 0.0 <= stat["mean"] <= 1.0 and stat["std"] == 0.0
+        assert list(row["per_class_iou"]["test"]) == list(MFNET_CLASSES)
+    assert data["meta"]["quick"] and data["meta"]["seeds"] == [0]
+
+    # the student was distilled from the same seed's teacher
+    records = json.loads((tmp_path / "runs.json").read_text())
+    student = records["full/csk_full/seed0"]
+    assert student["teacher"] == "full/eo_teacher/seed0"
+    teacher_ckpt = load_checkpoint(student["checkpoint"])["config"]["teacher"]["checkpoint"]
+    assert teacher_ckpt == records["full/eo_teacher/seed0"]["checkpoint"]
+
+    md = (tmp_path / "quality.md").read_text()
+    for needle in ("| model | mode | mIoU test | mIoU day | mIoU night | seeds |",
+                   "| EO-only DeepLabV3 (teacher) | eo_only |",
+                   "| CSK-Net | fused |", "| CSK-Net | ir_only |", "| curve |", "QUICK"):
+        assert needle in md, needle
+    assert (tmp_path / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # rerun: every finished run is skipped, nothing is trained again, records unchanged
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(quality, "train_run", no_training)
+    assert quality.main(QUICK + ["--out", str(tmp_path)]) == 0
+    assert "2 runs planned, 2 already done (skipped), 0 to run" in capsys.readouterr().out
+    assert json.loads((tmp_path / "runs.json").read_text()) == records
+
+
+def test_a_changed_configuration_is_not_skipped(tmp_path):
+    """The resume key is the resolved config (and the teacher's): different overrides, different runs."""
+    def fingerprints(extra):
+        runs = quality.plan_runs([0], ["full"], ["csk_full"], tmp_path, True, extra)
+        fps = {}
+        for run in runs:
+            teacher = next((r.out / "best.pt" for r in runs if r.key == run.teacher_key), None)
+            fps[run.key] = quality.fingerprint(quality.resolved_config(run, teacher), fps.get(run.teacher_key))
+        return fps
+
+    base, changed = fingerprints([]), fingerprints(["optim.lr=0.001"])
+    assert list(base) == ["full/eo_teacher/seed0", "full/csk_full/seed0"]  # teacher added, and first
+    assert all(base[k] != changed[k] for k in base)
+    assert fingerprints([]) == base
+
+
+def test_plan_covers_the_study():
+    runs = quality.plan_runs(quality.parse_seeds("3"), list(quality.SETTINGS), list(quality.VARIANTS),
+                             quality.RESULTS, False, [])
+    assert len(runs) == 3 * (8 + 3)
+    assert {r.seed for r in runs} == {0, 1, 2}
+    low = [r for r in runs if r.setting == "low_data"]
+    assert {r.variant for r in low} == {"eo_teacher", "ir_baseline", "csk_full"}
+    assert all("data.num_train=128" in r.overrides for r in low)
+    for run in runs:  # every configuration resolves (a renamed config key fails here, not mid-study)
+        quality.resolved_config(run, None)
+        if quality.VARIANTS[run.variant].teacher:
+            teacher_index = next(i for i, r in enumerate(runs) if r.key == run.teacher_key)
+            assert teacher_index < runs.index(run)
+
+
+def test_parse_seeds():
+    assert quality.parse_seeds("3") == [0, 1, 2]
+    assert quality.parse_seeds("3,5") == [3, 5]
+    with pytest.raises(ValueError, match="seeds"):
+        quality.parse_seeds("1,1")
+
+
+def _record(variant, modes, seed, miou, setting="full"):
+    per_split = {"miou": miou, "miou_no_unlabeled": miou, "pixel_acc": 0.9,
+                 "per_class_iou": {c: miou for c in MFNET_CLASSES}}
+    return {"setting": setting, "variant": variant, "seed": seed, "val": {"miou": miou},
+            "metrics": {mode: {s: per_split for s in quality.SPLITS} for mode in modes}}
+
+
+def test_aggregate_uses_sample_std_and_targets_need_a_gap_beyond_both_stds():
+    records = [_record("ir_baseline", ["ir_only"], s, v) for s, v in enumerate((0.40, 0.41, 0.42))]
+    records += [_record("csk_full", ["fused", "ir_only"], s, v) for s, v in enumerate((0.43, 0.44, 0.45))]
+    rows = quality.aggregate(records)
+    base = next(r for r in rows if r["variant"] == "ir_baseline")
+    assert math.isclose(base["miou"]["test"]["mean"], 0.41) and math.isclose(base["miou"]["test"]["std"], 0.01)
+    assert base["per_class_iou"]["test_night"]["curve"]["n"] == 3
+    ir_target = next(t for t in quality.targets(rows) if "IR baseline + 2" in t["target"])
+    assert ir_target["met"] is True and ir_target["value"].startswith("+3.0")
+
+    records = [r for r in records if r["variant"] != "csk_full"]
+    records += [_record("csk_full", ["fused", "ir_only"], s, v) for s, v in enumerate((0.40, 0.43, 0.46))]
+    ir_target = next(t for t in quality.targets(quality.aggregate(records)) if "IR baseline + 2" in t["target"])
+    assert ir_target["met"] is False  # +2.0 mean gap, but within the student's std of 3.0
