@@ -149,3 +149,55 @@ def test_ddp_two_gloo_processes_on_cpu(tmp_path):
     assert "sync_bn applies to CUDA only" in r.stderr
     model, _ = model_from_checkpoint(tmp_path / "out" / "last.pt")
     assert model.backbone.layer1[0].bn1.bns[0].weight.shape[0] == 8
+
+
+def test_model_selection_never_uses_a_test_split_unless_forced(tmp_path):
+    cfg = tiny_config()
+    cfg["train"].update(max_steps=2, eval_split="test")
+    with pytest.raises(ValueError, match="--allow-test-selection"):
+        train(cfg, tmp_path / "refused", "csk")
+    assert not (tmp_path / "refused" / "best.pt").exists()
+    config = tmp_path / "test_split.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert train_main(["--config", str(config), "--out", str(tmp_path / "cli")]) == 2
+
+    best = train(cfg, tmp_path / "forced", "csk", allow_test_selection=True)
+    assert best["selection"] == {"split": "test", "test_selection_forced": True}
+    ckpt = load_checkpoint(tmp_path / "forced" / "best.pt")
+    assert ckpt["selection"]["test_selection_forced"] and ckpt["metrics"]["selection"]["split"] == "test"
+    metrics = json.loads((tmp_path / "forced" / "metrics.json").read_text())
+    assert metrics["best"]["selection"]["test_selection_forced"] is True
+
+    from training.evaluate import evaluate_checkpoint
+
+    evaluated = evaluate_checkpoint(tmp_path / "forced" / "best.pt", "ir_only", tmp_path / "eval", examples=0)
+    assert evaluated["model_selection"]["test_selection_forced"] is True
+    assert "optimistic" in (tmp_path / "eval" / "metrics.md").read_text()
+
+
+def test_holdout_selection_is_a_fixed_disjoint_share_of_train(tmp_path):
+    from training.train import holdout_split, selection_datasets
+
+    keep, held = holdout_split(100, 0.1)
+    assert len(held) == 10 and not set(keep) & set(held) and sorted(keep + held) == list(range(100))
+    assert holdout_split(100, 0.1) == (keep, held)  # deterministic, whatever train.seed is
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        holdout_split(100, 1.5)
+
+    cfg = tiny_config()
+    cfg["train"].update(eval_split="holdout", holdout_fraction=0.25, seed=3)
+    train_set, base, val_set, selection = selection_datasets(cfg, allow_test_selection=False)
+    assert selection["split"] == "holdout" and not selection["test_selection_forced"]
+    assert len(train_set) + len(val_set) == len(base) == 16
+    train_names = {base.source.load(i)["name"] for i in train_set.indices}
+    val_names = {item["name"] for item in val_set}
+    assert val_names and not train_names & val_names, "held-out images must not be trained on"
+    assert val_set.dataset.augment is None  # evaluated without augmentation
+    best = train(dict(cfg, train=dict(cfg["train"], max_steps=2)), tmp_path, "csk")
+    assert best["selection"]["split"] == "holdout"
+
+
+@pytest.mark.parametrize("name", ["mfnet", "msrs", "pst900", "synthetic"])
+def test_shipped_configs_select_on_a_validation_split(name):
+    cfg = load_config(ROOT / "training" / "configs" / f"{name}.yaml")
+    assert cfg["train"]["eval_split"] in ("val", "holdout")

@@ -19,7 +19,12 @@ TRAIN_DEFAULTS = {
     "batch_size": 8,
     "num_workers": 2,
     "eval_every": None,  # steps; None = once per epoch
+    # Model selection (best.pt) split: a validation split, never test. "holdout"
+    # = a fixed `holdout_fraction` of the train split, removed from training
+    # (for datasets without val: PST900, MSRS as distributed). Selecting on a
+    # test split needs `--allow-test-selection` and is recorded in the outputs.
     "eval_split": "val",
+    "holdout_fraction": 0.1,
     "eval_max_batches": None,
     "log_every": 10,
     "seed": 0,

@@ -53,6 +53,12 @@ def markdown_table(metrics: dict) -> str:
     rows = [
         f"# {metrics['mode']} on {metrics['split']}",
         "",
+    ]
+    selection = metrics.get("model_selection") or {}
+    if selection.get("test_selection_forced"):
+        rows += [f"**Warning:** this checkpoint was selected on `{selection['split']}` "
+                 "(--allow-test-selection); test numbers are optimistic.", ""]
+    rows += [
         f"mIoU (all classes incl. unlabeled, MFNet protocol): **{100 * metrics['miou']:.2f}**  ",
         f"mIoU excluding unlabeled: {100 * metrics['miou_no_unlabeled']:.2f}  ",
         f"pixel accuracy: {100 * metrics['pixel_acc']:.2f}",
@@ -107,7 +113,9 @@ def evaluate_checkpoint(checkpoint, mode: str, out, split: str = "test", device:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     cm, kept = confusion_over(model, loader, mode, dataset.num_classes, device, keep_examples=examples, progress=True)
     metrics = summarize(cm, dataset.class_names)
-    metrics.update(mode=mode, split=split, checkpoint=str(checkpoint), num_images=len(dataset))
+    metrics.update(mode=mode, split=split, checkpoint=str(checkpoint), num_images=len(dataset),
+                   # which split chose this checkpoint; test_selection_forced=True makes test numbers optimistic
+                   model_selection=ckpt.get("selection"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -4,8 +4,10 @@ python -m training.train --config training/configs/synthetic.yaml --out DIR \
     [--stage teacher|baseline|csk] [--max-steps N] [--device cpu|cuda] [--resume] [key.sub=value ...]
 
 Multi-GPU: torchrun --nproc_per_node N -m training.train ... (DDP; train.sync_bn=true for SyncBN).
-Writes DIR/best.pt, DIR/last.pt (state dict + config, weights_only-loadable)
-and TensorBoard scalars under DIR/tb.
+Writes DIR/best.pt, DIR/last.pt (state dict + config, weights_only-loadable),
+DIR/metrics.json and TensorBoard scalars under DIR/tb. best.pt is selected on
+train.eval_split (val, or a fixed hold-out of train), never on a test split
+unless --allow-test-selection is given (then recorded in checkpoint and metrics).
 """
 
 from __future__ import annotations
@@ -80,6 +82,44 @@ def epoch_batches(sampler: DistributedSampler, batch_size: int, epoch: int, skip
     return list(BatchSampler(sampler, batch_size, drop_last=True))[skip:]
 
 
+HOLDOUT_SEED = 20231204  # fixed, not train.seed: every run of a multi-seed study selects on the same images
+
+
+def holdout_split(n: int, fraction: float) -> tuple[list[int], list[int]]:
+    """(kept train indices, held-out indices): a deterministic `fraction` of a
+    train split of `n` images, the same for every training seed, used as the
+    model-selection split of datasets without a val split."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"train.holdout_fraction must be in (0, 1), got {fraction}")
+    held = max(1, round(n * fraction))
+    if held >= n:
+        raise ValueError(f"train split has {n} images, too few to hold out {fraction:.0%} for model selection")
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(n)
+    return sorted(order[held:].tolist()), sorted(order[:held].tolist())
+
+
+def selection_datasets(cfg: dict, allow_test_selection: bool):
+    """(train set, the Dataset behind it, model-selection set, selection record).
+
+    Model selection never looks at a test split unless forced; the record
+    (written into checkpoints and metrics) says which split chose best.pt."""
+    from .data import build_dataset
+
+    tcfg = cfg["train"]
+    split = str(tcfg["eval_split"])
+    if split.startswith("test") and not allow_test_selection:
+        raise ValueError(f"train.eval_split={split!r} would select best.pt on the split it is reported on; "
+                         "use train.eval_split=val (or holdout: a fixed share of train), or pass "
+                         "--allow-test-selection to force it (recorded in the checkpoint and metrics)")
+    base = build_dataset(cfg["data"], "train", train=True)
+    selection = {"split": split, "test_selection_forced": split.startswith("test")}
+    if split == "holdout":
+        keep, held = holdout_split(len(base), tcfg["holdout_fraction"])
+        selection.update(holdout_fraction=tcfg["holdout_fraction"], holdout_images=len(held))
+        return Subset(base, keep), base, Subset(build_dataset(cfg["data"], "train", train=False), held), selection
+    return base, base, build_dataset(cfg["data"], split, train=False), selection
+
+
 def validate(objective, loader, mode: str, dataset, device, max_batches, dist_info: DistInfo) -> dict:
     cm, _ = confusion_over(objective.model, loader, mode, dataset.num_classes, device, max_batches)
     # On the training device: NCCL reduces CUDA tensors only.
@@ -87,10 +127,9 @@ def validate(objective, loader, mode: str, dataset, device, max_batches, dist_in
     return summarize(cm, dataset.class_names)
 
 
-def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = False) -> dict:
+def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = False,
+          allow_test_selection: bool = False) -> dict:
     """Run one stage; returns the best validation metrics."""
-    from .data import build_dataset
-
     dist_info = init_distributed(device)
     tcfg = cfg["train"]
     seed_everything(tcfg["seed"] + dist_info.rank)
@@ -98,11 +137,10 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
     cfg = dict(cfg, model=stage_model_config(cfg, stage))
     dev = torch.device(device if device == "cpu" else f"cuda:{dist_info.local_rank}")
 
-    train_set = build_dataset(cfg["data"], "train", train=True)
-    val_set = build_dataset(cfg["data"], tcfg["eval_split"], train=False)
-    if cfg["model"]["num_classes"] != train_set.num_classes:
+    train_set, train_base, val_set, selection = selection_datasets(cfg, allow_test_selection)
+    if cfg["model"]["num_classes"] != train_base.num_classes:
         raise ValueError(f"model.num_classes={cfg['model']['num_classes']} but the dataset has "
-                         f"{train_set.num_classes} classes")
+                         f"{train_base.num_classes} classes")
     sampler = DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True,
                                  seed=tcfg["seed"], drop_last=True)
     steps_per_epoch = len(sampler) // tcfg["batch_size"]
@@ -175,12 +213,13 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
                             "scheduler": scheduler.state_dict(), "rng_state": torch.get_rng_state(),
                             "scaler": scaler.state_dict(),
                             "best_metrics": best if math.isfinite(best["miou"]) else None,
+                            "selection": selection,
                         })
 
     bar = tqdm(total=max_steps, initial=step, desc=f"train {stage}", disable=not dist_info.is_main, dynamic_ncols=True)
     while step < max_steps:
         epoch, skip = divmod(step, steps_per_epoch)
-        train_set.set_epoch(epoch)  # augmentation is seeded by (seed, index, epoch)
+        train_base.set_epoch(epoch)  # augmentation is seeded by (seed, index, epoch)
         # A private generator: DataLoader otherwise draws its worker seed from the
         # global RNG, which would make a resumed run diverge from an uninterrupted one.
         loader = DataLoader(train_set, batch_sampler=epoch_batches(sampler, tcfg["batch_size"], epoch, skip),
@@ -214,7 +253,8 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
                 writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             if step % eval_every == 0 or step == max_steps:
-                metrics = validate(objective, val_loader, eval_mode, val_set, dev, tcfg["eval_max_batches"], dist_info)
+                metrics = validate(objective, val_loader, eval_mode, train_base, dev, tcfg["eval_max_batches"], dist_info)
+                metrics["selection"] = selection
                 objective.train()
                 if writer:
                     writer.add_scalar(f"val/miou_{eval_mode}", metrics["miou"], step)
@@ -223,6 +263,8 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
                         best = dict(metrics, step=step, mode=eval_mode)
                         save("best.pt", best)
                     save("last.pt", metrics)
+                    (out / "metrics.json").write_text(json.dumps({"best": best, "last": dict(metrics, step=step)},
+                                                                 indent=2))
             if step >= max_steps:
                 break
     bar.close()
@@ -240,6 +282,9 @@ def parse_args(argv):
     p.add_argument("--max-steps", type=int)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--allow-test-selection", action="store_true",
+                   help="let train.eval_split be a test split (best.pt chosen on the reported split: the "
+                        "numbers are then optimistic; recorded in the checkpoint and metrics)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.batch_size=4 loss.contrastive=0")
     return p.parse_args(argv)
 
@@ -252,7 +297,7 @@ def main(argv=None) -> int:
             cfg["train"]["max_steps"] = args.max_steps
         if args.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda requested but torch sees no CUDA device")
-        best = train(cfg, Path(args.out), args.stage, args.device, args.resume)
+        best = train(cfg, Path(args.out), args.stage, args.device, args.resume, args.allow_test_selection)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
