@@ -127,3 +127,22 @@ def test_supervised_objective_trains_the_teacher():
         loss.backward()
         opt.step()
     assert losses_seen[-1] < 0.5 * losses_seen[0]
+
+
+def test_contrastive_labels_are_read_at_feature_cell_centres():
+    """A 1-px stripe through the centre of every stride-8 cell must label the
+    cells it crosses; reading the top-left pixel (nearest) misses it entirely."""
+    label = torch.zeros(1, 96, 128, dtype=torch.long)
+    label[:, :, 4::8] = 5  # vertical 1-px lane marks through the cell centres (column 8j + 4)
+    label[:, 44, :] = 7  # a horizontal one through row 5's cell centre (8*5 + 4)
+    sub = losses.labels_at_feature_centres(label, (12, 16))
+    assert sub.shape == (1, 12, 16)
+    assert (sub[0, 5] == 7).all()
+    assert (sub[0, :5] == 5).all() and (sub[0, 6:] == 5).all()
+    top_left = torch.nn.functional.interpolate(label[:, None].float(), size=(12, 16), mode="nearest")[:, 0]
+    assert (top_left == 0).all(), "the old rule misses every stripe"
+    # the sub-sampled labels sit where upsampled logits put the cells: the cell-centre label
+    # of a smooth (blocky) map equals the block label
+    blocks = torch.arange(12 * 16).view(1, 12, 16)
+    big = blocks.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    assert torch.equal(losses.labels_at_feature_centres(big, (12, 16)), blocks)

@@ -80,6 +80,19 @@ class ProjectionHead(nn.Module):
         return F.normalize(self.net(x), dim=1)
 
 
+def labels_at_feature_centres(label: torch.Tensor, size) -> torch.Tensor:
+    """The label of each feature cell, read at the cell's centre pixel.
+
+    Logits are upsampled with align_corners=False, so feature cell i stands
+    for input pixels [i*s, (i+1)*s) with its centre at (i + 0.5)*s - 0.5 (s =
+    H / h). We read the pixel floor((i + 0.5)*s), the centre (PyTorch's
+    "nearest-exact"); `mode="nearest"` reads floor(i*s), the cell's top-left
+    corner, 3.5 px off at stride 8, which mislabels thin classes (lane marks,
+    curbs) that do not reach the corner.
+    """
+    return F.interpolate(label[:, None].float(), size=tuple(size), mode="nearest-exact")[:, 0].long()
+
+
 def cross_modal_infonce(
     z_eo: torch.Tensor, z_ir: torch.Tensor, label: torch.Tensor, samples: int, temperature: float,
     generator: torch.Generator | None = None,
@@ -90,7 +103,7 @@ def cross_modal_infonce(
     pixels of the same class (class-aware, across modalities), negatives the
     rest. Symmetric (EO->IR and IR->EO). Returns 0 when too few pixels.
     """
-    label = F.interpolate(label[:, None].float(), size=z_eo.shape[-2:], mode="nearest")[:, 0].long()
+    label = labels_at_feature_centres(label, z_eo.shape[-2:])
     dim = z_eo.shape[1]
     flat_eo = z_eo.permute(0, 2, 3, 1).reshape(-1, dim)
     flat_ir = z_ir.permute(0, 2, 3, 1).reshape(-1, dim)
