@@ -201,3 +201,44 @@ def test_holdout_selection_is_a_fixed_disjoint_share_of_train(tmp_path):
 def test_shipped_configs_select_on_a_validation_split(name):
     cfg = load_config(ROOT / "training" / "configs" / f"{name}.yaml")
     assert cfg["train"]["eval_split"] in ("val", "holdout")
+
+
+def test_resume_reseeds_other_ranks_from_the_restored_step(tmp_path, monkeypatch):
+    """Bug: ranks > 0 were re-seeded from `step` before it was restored (always
+    0), so every resume replayed the same random stream on those ranks."""
+    import training.train as train_module
+
+    def stream_after(step):
+        train_module.restore_rng({"rng_state": torch.get_rng_state()}, seed=0, rank=1, step=step)
+        return torch.rand(4)
+
+    assert torch.equal(stream_after(7), stream_after(7))
+    assert not torch.equal(stream_after(7), stream_after(0))
+
+    cfg = tiny_config()
+    cfg["train"]["max_steps"] = 2
+    train(cfg, tmp_path, "csk")
+    seen = []
+    real = train_module.restore_rng
+    monkeypatch.setattr(train_module, "restore_rng", lambda ckpt, seed, rank, step: (seen.append(step),
+                                                                                      real(ckpt, seed, rank, step)))
+    cfg["train"]["max_steps"] = 4
+    train(cfg, tmp_path, "csk", resume=True)
+    assert seen == [2], "RNG must be restored with the checkpoint's step"
+
+
+def test_cuda_rng_state_is_saved_and_restored_where_cuda_exists(monkeypatch):
+    import training.train as train_module
+
+    assert train_module.rng_state()["cuda_rng_state"] is None or torch.cuda.is_available()
+    fake, restored = torch.arange(8, dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda *a, **k: fake)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, *a, **k: restored.append(state))
+    saved = train_module.rng_state()
+    assert torch.equal(saved["cuda_rng_state"], fake)
+    train_module.restore_rng(saved, seed=0, rank=0, step=3)
+    assert len(restored) == 1 and torch.equal(restored[0], fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CUDA checkpoint resumed on a CPU machine
+    train_module.restore_rng(saved, seed=0, rank=0, step=3)
+    assert len(restored) == 1

@@ -41,6 +41,27 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def rng_state() -> dict:
+    """This process's torch RNG streams: CPU and, where CUDA is present, the current
+    CUDA device's (dropout on GPU draws from it)."""
+    return {"rng_state": torch.get_rng_state(),
+            "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+
+
+def restore_rng(ckpt: dict, seed: int, rank: int, step: int) -> None:
+    """Continue the RNG streams of a resumed run; call it after `step` is restored.
+
+    Checkpoints are written by rank 0 and hold its streams: rank 0 continues
+    them (CUDA too where saved and present). Other ranks re-derive theirs from
+    (seed, rank, restored step), distinct per rank and per resume point."""
+    if rank == 0:
+        torch.set_rng_state(ckpt["rng_state"])
+        if ckpt.get("cuda_rng_state") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(ckpt["cuda_rng_state"])
+    else:
+        torch.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0]))
+
+
 def stage_model_config(cfg: dict, stage: str) -> dict:
     """The teacher is a DeepLabV3 on EO with the configured backbone; the
     other stages train `model` as configured."""
@@ -185,12 +206,10 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
         objective.load_state_dict(ckpt["objective"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng_state"])  # rank 0's state; other ranks re-derive theirs below
-        if dist_info.rank:
-            torch.manual_seed(tcfg["seed"] + dist_info.rank + step)
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step, best = ckpt["step"], ckpt["best_metrics"] or best
+        restore_rng(ckpt, tcfg["seed"], dist_info.rank, step)
         # The saved lr belongs to the old schedule; recompute it for this run's max_steps.
         for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
             group["lr"] = base_lr * poly(step)
@@ -210,7 +229,7 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
         save_checkpoint(out / name, model_state=model.state_dict(), config=cfg, stage=stage, step=step,
                         metrics=metrics, extra={
                             "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "rng_state": torch.get_rng_state(),
+                            "scheduler": scheduler.state_dict(), **rng_state(),
                             "scaler": scaler.state_dict(),
                             "best_metrics": best if math.isfinite(best["miou"]) else None,
                             "selection": selection,
