@@ -18,6 +18,10 @@ Rules
     decision again (back to fused).
   * An announcement never starts before the previous one (``since`` is
     monotonic), and repeating the current state announces nothing.
+  * ``eo_recovering`` inside a mode is not announced: a sparse EO stream
+    would otherwise toggle stale / recovering on every frame that arrives;
+    recovery progress is in /diagnostics (health_reason), and the switch back
+    to fused is announced when it happens.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class ModeAnnouncer:
         self.since = 0.0
 
     def _announce(self, mode: str, reason: str, since: float) -> Announcement | None:
-        if self.state == (mode, reason):
+        if self.state == (mode, reason) or (self.state and self.state[0] == mode and reason == "eo_recovering"):
             return None
         self.state = (mode, reason)
         self.since = max(since, self.since)

@@ -48,7 +48,8 @@ from .stream_loss import StreamLossEstimator
 
 ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service"}
 UNPAIRED_WARN_FRACTION = 0.2  # diagnostics WARN when this share of recent masks lacked an EO partner
-HEALTH_WATCH_PERIOD_S = 0.05  # how often the error state is checked, so an error is published at once
+HEALTH_WATCH_PERIOD_S = 0.05  # how often the alarms are checked, so an error is published at once
+ALARM_REPUBLISH_S = 0.2  # the fastest an alarm change re-publishes /diagnostics
 
 
 def stamp_seconds(stamp) -> float:
@@ -96,7 +97,8 @@ class SegmentNode(Node):
         self.decode_ms = {"eo": deque(maxlen=300), "ir": deque(maxlen=300)}
         self.last_ros_now: float | None = None
         self.last_ir_rejection_wall = -1e9
-        self.error_published: bool | None = None  # the ERROR state of the last /diagnostics
+        self.alarms_published: tuple | None = None  # _alarms() of the last /diagnostics
+        self.last_diag_wall = 0.0
 
         # sensor_data = REP-2003 sensor subscription: best effort, keep last `qos_depth`.
         input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos_depth,
@@ -338,11 +340,19 @@ class SegmentNode(Node):
         self.pub_mode.publish(String(data=json.dumps(payload)))
         self.get_logger().info(f"mode -> {announcement.mode} ({announcement.reason})")
 
+    def _alarms(self) -> tuple[bool, bool, bool]:
+        """(IR stale, EO loss above the WARN level, IR loss above it). Call with the lock held."""
+        limit = self.config.loss_warn_fraction
+        return (self.health.decide(self._ros_now()).mode == "no_input",
+                self.eo_loss.report().loss_fraction > limit, self.ir_loss.report().loss_fraction > limit)
+
     def _watch_errors(self) -> None:
-        """Publish /diagnostics at once when the node enters or leaves an error (IR stale), not at the next tick."""
+        """Publish /diagnostics at once when an alarm (IR stale, transport loss) starts or ends, not at the next
+        tick; at most every ALARM_REPUBLISH_S so a loss fraction hovering at the limit cannot flood the topic."""
         with self.lock:
-            decision = self.health.decide(self._ros_now())
-        if (decision.mode == "no_input") != self.error_published and self.error_published is not None:
+            alarms = self._alarms()
+        if self.alarms_published is not None and alarms != self.alarms_published \
+                and time.monotonic() - self.last_diag_wall >= ALARM_REPUBLISH_S:
             self._on_diagnostics()
 
     def _on_diagnostics(self) -> None:
@@ -389,7 +399,8 @@ class SegmentNode(Node):
                 })
             values.update({f"rejected_{k}": str(v) for k, v in sorted(self.rejected.items())})
             values.update({k: str(v) for k, v in sorted(self.counts.items())})
-            self.error_published = decision.mode == "no_input"
+            self.alarms_published = self._alarms()
+            self.last_diag_wall = wall
         level, message = assess(StatusInputs(
             ir_dead=ir_dead, ir_dead_reason=decision.reason, ir_rejected_reasons=ir_rejected,
             eo_loss=loss["eo"].loss_fraction, ir_loss=loss["ir"].loss_fraction,

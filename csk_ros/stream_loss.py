@@ -7,11 +7,13 @@ them). This is a transport problem, not a sensor fault, and the node reports
 it separately from EO health.
 
 Rules
-  * The frame period is a low quantile (25 %) of the last ``window`` positive
-    stamp intervals: the true period as long as at least a quarter of the
-    intervals are single periods, i.e. up to ~50 % random loss, and it is not
-    pulled up by the long intervals that the losses themselves create (a median
-    would be, above 50 % loss).
+  * The frame period is the median of the shortest cluster of the last
+    ``window`` positive stamp intervals: starting from the smallest interval
+    c, the intervals within [c, 1.5 c]; a cluster needs at least
+    ``max(3, 2 %)`` of the intervals, so a single odd stamp cannot pass for the
+    period. Lost frames only ever make intervals LONGER (multiples of the
+    period), so the shortest well-populated cluster is the period even at
+    90 % loss, where a median or a quartile would be several periods.
   * An interval of ``dt`` stands for ``round(dt / period)`` periods; the
     frames in between (``round(dt / period) - 1``) are lost. Intervals longer
     than ``max_gap_s`` are a stop or a pause, not loss: they count nothing
@@ -32,6 +34,8 @@ import numpy as np
 
 #: fewer intervals than this: no period estimate yet (and no loss reported)
 MIN_INTERVALS = 8
+#: the period estimate is recomputed after this many new intervals
+REFRESH_EVERY = 8
 
 
 @dataclass(frozen=True)
@@ -51,21 +55,35 @@ class LossReport:
 class StreamLossEstimator:
     """Feed it every received frame's stamp (seconds); ask for ``report()``."""
 
-    def __init__(self, window: int = 150, max_gap_s: float = 2.0, quantile: float = 0.25):
+    def __init__(self, window: int = 150, max_gap_s: float = 2.0):
         if window < MIN_INTERVALS:
             raise ValueError(f"window must be >= {MIN_INTERVALS}, got {window}")
-        self.window, self.max_gap_s, self.quantile = window, max_gap_s, quantile
+        self.window, self.max_gap_s = window, max_gap_s
         self.total_received = 0
         self.total_lost = 0
         self.restarts = 0
         self._last: float | None = None
         self._intervals: deque[float] = deque(maxlen=window)
         self._missing: deque[int] = deque(maxlen=window)  # lost frames before each interval's end
+        self._cached: float | None = None
+        self._fresh = 0  # intervals added since the cached period was computed
 
     def period(self) -> float | None:
+        """The estimated frame period (s); refreshed every REFRESH_EVERY intervals (it is read per frame)."""
+        if self._cached is None or self._fresh >= REFRESH_EVERY:
+            self._cached, self._fresh = self._estimate_period(), 0
+        return self._cached
+
+    def _estimate_period(self) -> float | None:
         if len(self._intervals) < MIN_INTERVALS:
             return None
-        return float(np.quantile(np.fromiter(self._intervals, float), self.quantile))
+        intervals = np.sort(np.fromiter(self._intervals, float))
+        needed = max(3, int(0.02 * intervals.size))
+        for c in intervals[: intervals.size - needed + 1]:
+            cluster = intervals[(intervals >= c) & (intervals <= 1.5 * c)]
+            if cluster.size >= needed:
+                return float(np.median(cluster))
+        return float(np.median(intervals))
 
     def observe(self, stamp_s: float) -> int:
         """Record one received frame; return how many frames were lost right before it."""
@@ -81,6 +99,7 @@ class StreamLossEstimator:
             self.restarts += 1
             self._intervals.clear()
             self._missing.clear()
+            self._cached = None
             return 0
         period = self.period()
         lost = 0
@@ -88,6 +107,7 @@ class StreamLossEstimator:
             lost = max(0, int(round(dt / period)) - 1)
         self._intervals.append(dt)
         self._missing.append(lost)
+        self._fresh += 1
         self.total_lost += lost
         return lost
 
