@@ -26,7 +26,8 @@ def tiny_config(**model) -> dict:
                  "augment": {"crop": list(BUNDLE_SIZE)}},
         "model": dict(TINY_MODEL, **model),
         "train": {"batch_size": 4, "num_workers": 0, "eval_every": 2, "log_every": 1},
-        "loss": {"kd_feature": 0.0, "kd_logit": 0.0, "contrastive_samples": 64},
+        "loss": {"kd_feature": 0.0, "kd_logit": 0.0, "kd_feature_ir_only": 0.0, "kd_logit_ir_only": 0.0,
+                 "contrastive_samples": 64},
     })
 
 

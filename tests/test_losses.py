@@ -38,22 +38,24 @@ def test_every_loss_term_is_finite_and_positive():
     torch.manual_seed(0)
     eo, ir, label = structured_batch()
     teacher, t_out = teacher_and_outputs(eo)
-    objective = CskObjective(build_model(TINY), losses.loss_config(),
+    objective = CskObjective(build_model(TINY), losses.loss_config({"gamma_l1_mode": "loss", "kd_confidence": 0.0}),
                              (teacher.backbone.out_channels, teacher.cfg["aspp_channels"]))
     total, parts = objective(eo, ir, label, t_out)
-    expected = {"ce_fused", "ce_eo", "ce_ir", "ce_ir_only", "kd_feature", "kd_logit", "contrastive", "gamma_l1"}
+    expected = {"ce_fused", "ce_eo", "ce_ir", "ce_ir_only", "kd_feature", "kd_feature_ir_only", "kd_logit",
+                "kd_logit_ir_only", "contrastive", "gamma_l1"}
     assert set(parts) == expected
     for name, value in parts.items():
         assert math.isfinite(value.item()) and value.item() > 0, name
     assert math.isclose(total.item(), sum(v.item() for v in parts.values()), rel_tol=1e-5)
     total.backward()
     assert objective.projection.net[0].weight.grad is not None
-    assert objective.adapt_enc.weight.grad is not None
+    assert objective.adapt_enc.weight.grad is not None and objective.adapt_dec_ir.weight.grad is not None
 
 
 def test_zero_weight_switches_a_term_off_and_kd_without_teacher_is_an_error():
     eo, ir, label = structured_batch()
-    cfg = losses.loss_config({"kd_feature": 0, "kd_logit": 0, "contrastive": 0, "ce_ir_only": 0})
+    cfg = losses.loss_config({"kd_feature": 0, "kd_logit": 0, "kd_feature_ir_only": 0, "kd_logit_ir_only": 0,
+                              "contrastive": 0, "ce_ir_only": 0, "gamma_l1_mode": "loss"})
     objective = CskObjective(build_model(TINY), cfg, None)
     _, parts = objective(eo, ir, label)
     assert set(parts) == {"ce_fused", "ce_eo", "ce_ir", "gamma_l1"}
@@ -93,7 +95,7 @@ def test_gamma_l1_covers_disjoint_halves():
 def test_tiny_csknet_overfits_one_batch():
     torch.manual_seed(0)
     eo, ir, label = structured_batch()
-    cfg = losses.loss_config({"kd_feature": 0, "kd_logit": 0})
+    cfg = losses.loss_config({"kd_feature": 0, "kd_logit": 0, "kd_feature_ir_only": 0, "kd_logit_ir_only": 0})
     model = build_model(TINY)
     objective = CskObjective(model, cfg, None)
     opt = torch.optim.Adam(objective.parameters(), lr=1e-2)
@@ -146,3 +148,115 @@ def test_contrastive_labels_are_read_at_feature_cell_centres():
     blocks = torch.arange(12 * 16).view(1, 12, 16)
     big = blocks.repeat_interleave(8, 1).repeat_interleave(8, 2)
     assert torch.equal(losses.labels_at_feature_centres(big, (12, 16)), blocks)
+
+
+def test_proximal_step_zeroes_only_the_designated_halves_and_exchange_reports_it():
+    model = build_model(TINY)
+    assert model.backbone.exchanged_fraction() == {
+        m: dict.fromkeys(("layer1", "layer2", "layer3", "layer4", "all"), 0.0) for m in ("eo", "ir")}
+    losses.gamma_proximal_step(model.backbone, 0.6)
+    losses.gamma_proximal_step(model.backbone, 0.6)  # 1 - 1.2 -> clamped at 0, not negative
+    for bn in model.backbone.exchange_bns():
+        half = bn.bns[0].weight.numel() // 2
+        assert (bn.bns[0].weight[:half] == 0).all() and (bn.bns[0].weight[half:] == 1).all()
+        assert (bn.bns[1].weight[half:] == 0).all() and (bn.bns[1].weight[:half] == 1).all()
+    fractions = model.backbone.exchanged_fraction()
+    assert all(v == 0.5 for stages in fractions.values() for v in stages.values())
+    assert losses.resolve_gamma_l1_mode(losses.loss_config(), "adamw") == "proximal"
+    assert losses.resolve_gamma_l1_mode(losses.loss_config(), "sgd") == "loss"
+    with pytest.raises(ValueError, match="gamma_l1_mode"):
+        losses.loss_config({"gamma_l1_mode": "l1"})
+
+
+def exchanged_after_adamw(mode: str, steps: int = 40, lr: float = 0.03) -> float:
+    torch.manual_seed(0)
+    eo, ir, label = structured_batch()
+    model = build_model(TINY)
+    cfg = losses.loss_config({"kd_feature": 0, "kd_logit": 0, "kd_feature_ir_only": 0, "kd_logit_ir_only": 0,
+                              "contrastive": 0, "gamma_l1_mode": mode})
+    objective = CskObjective(model, cfg, None)
+    opt = torch.optim.AdamW(objective.parameters(), lr=lr, weight_decay=1e-4)
+    for _ in range(steps):
+        total, _ = objective(eo, ir, label)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        if mode == "proximal":
+            losses.gamma_proximal_step(model.backbone, cfg["gamma_prox_rate"] * lr)
+    fractions = model.backbone.exchanged_fraction()
+    return (fractions["eo"]["all"] + fractions["ir"]["all"]) / 2
+
+
+def test_exchange_fires_under_adamw_only_with_the_proximal_step():
+    assert exchanged_after_adamw("loss") == 0.0  # CEN's 2e-4 loss term is lost in Adam's normalisation
+    assert exchanged_after_adamw("proximal") > 0.1
+
+
+def test_contrastive_anchors_are_class_balanced():
+    """A class covering 1% of the pixels gets as many anchors as the others
+    (uniform sampling would give it ~1%)."""
+    labels = torch.zeros(10000, dtype=torch.long)
+    labels[:100] = 3  # rare: 1%
+    labels[100:2000] = 5
+    labels[2000:2100] = losses.IGNORE_INDEX
+    pick = losses.class_balanced_sample(labels, 90, torch.Generator().manual_seed(0))
+    assert pick.numel() == 90 and pick.unique().numel() == 90
+    counts = torch.bincount(labels[pick], minlength=6)
+    assert counts[0] == counts[3] == counts[5] == 30
+    # a class with fewer pixels than its share gives all of them; the budget goes to the others
+    labels[:100] = 0
+    labels[:4] = 3
+    counts = torch.bincount(labels[losses.class_balanced_sample(labels, 90)], minlength=6)
+    assert counts[3] == 4 and counts[0] == 43 and counts[5] == 43
+    assert losses.class_balanced_sample(torch.full((5,), losses.IGNORE_INDEX), 8).numel() == 0
+
+
+def test_knowledge_reaches_the_ir_only_path_and_is_gated_by_teacher_confidence():
+    torch.manual_seed(0)
+    eo, ir, label = structured_batch()
+    teacher, t_out = teacher_and_outputs(eo)
+    model = build_model(TINY)
+    channels = (teacher.backbone.out_channels, teacher.cfg["aspp_channels"])
+    only_ir_only_kd = losses.loss_config({k: 0 for k in ("ce_fused", "ce_eo", "ce_ir", "ce_ir_only", "kd_feature",
+                                                          "kd_logit", "contrastive", "gamma_l1")}
+                                         | {"kd_confidence": 0.0})
+    objective = CskObjective(model, only_ir_only_kd, channels)
+    total, parts = objective(eo, ir, label, t_out)
+    assert set(parts) == {"kd_feature_ir_only", "kd_logit_ir_only"}
+    model.zero_grad()
+    total.backward()
+    # the gradient reaches the IR-only path's own parameters: IR BNs, IR ASPP, IR head
+    assert model.head_ir.weight.grad.abs().sum() > 0
+    assert model.backbone.layer1[0].bn1.bns[1].weight.grad.abs().sum() > 0
+    assert model.backbone.layer1[0].bn1.bns[0].weight.grad is None  # and nothing of EO's
+
+    # contrast against the IR-only pass's decoder features
+    contrast = losses.loss_config({"kd_feature": 0, "kd_logit": 0, "kd_feature_ir_only": 0, "kd_logit_ir_only": 0,
+                                   "ce_ir_only": 0})
+    calls = []
+    original = model.forward
+    model.forward = lambda *a, **k: calls.append(k.get("mode", a[2] if len(a) > 2 else "fused")) or original(*a, **k)
+    CskObjective(model, contrast, None)(eo, ir, label)
+    assert calls == ["fused", "ir_only"]
+    model.forward = original
+
+    # a teacher that is never confident teaches nothing; a confident one does
+    gated = CskObjective(model, dict(only_ir_only_kd, kd_confidence=0.99), channels)
+    _, parts = gated(eo, ir, label, {**t_out, "out": torch.zeros_like(t_out["out"])})  # uniform: 1/9 confidence
+    assert parts["kd_feature_ir_only"].item() == 0 and parts["kd_logit_ir_only"].item() == 0
+    sharp = t_out["out"].detach().clone()
+    sharp[:, 0] += 100.0
+    _, parts = gated(eo, ir, label, {**t_out, "out": sharp})
+    assert parts["kd_feature_ir_only"].item() > 0 and parts["kd_logit_ir_only"].item() > 0
+
+
+def test_teacher_confidence_gate_masks_pixels():
+    logits = torch.zeros(1, 9, 2, 2)
+    logits[0, 2, 0, 0] = 10.0  # one confident pixel
+    conf = losses.teacher_confidence(logits)
+    assert conf[0, 0, 0] > 0.99 and torch.allclose(conf[0, 1, 1], torch.tensor(1 / 9))
+    student = torch.randn(1, 9, 2, 2)
+    label = torch.zeros(1, 2, 2, dtype=torch.long)
+    gated = losses.logit_kd(student, logits, label, 1.0, conf >= 0.7)
+    only_first = losses.logit_kd(student[..., :1, :1], logits[..., :1, :1], label[..., :1, :1], 1.0)
+    assert gated.item() == pytest.approx(only_first.item(), rel=1e-5)

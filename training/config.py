@@ -32,7 +32,15 @@ TRAIN_DEFAULTS = {
     "sync_bn": False,  # DDP only
     "grad_clip": None,
 }
-TEACHER_DEFAULTS = {"checkpoint": None}
+TEACHER_DEFAULTS = {
+    "checkpoint": None,  # the EO teacher's best.pt, for --stage csk
+    # Overrides of the `data` section for --stage teacher only: train the EO
+    # teacher where EO carries information (a teacher weaker than its student
+    # teaches nothing), e.g. {night_fraction: 0.0} on the synthetic set, or a
+    # day-only root/list on a real one. Validated like `data`.
+    "data": {},
+}
+FREE_FORM = {"teacher.data"}  # mappings whose keys are validated elsewhere (build_dataset)
 
 SECTIONS = {
     "data": None,  # validated by training.data.build_dataset
@@ -49,7 +57,11 @@ def _merge(defaults: dict, values: dict, where: str) -> dict:
     for key, value in values.items():
         if key not in defaults:
             raise ValueError(f"unknown config key '{where}.{key}'; known: {sorted(defaults)}")
-        if isinstance(defaults[key], dict) and isinstance(value, dict):
+        if f"{where}.{key}" in FREE_FORM:
+            if not isinstance(value, dict):
+                raise ValueError(f"config key '{where}.{key}' must be a mapping, got {value!r}")
+            out[key] = copy.deepcopy(value)
+        elif isinstance(defaults[key], dict) and isinstance(value, dict):
             out[key] = _merge(defaults[key], value, f"{where}.{key}")
         else:
             out[key] = value

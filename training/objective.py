@@ -10,6 +10,8 @@ from torch import nn
 from . import losses
 
 STAGES = ("teacher", "baseline", "csk")
+KD_TERMS = ("kd_feature", "kd_feature_ir_only", "kd_logit", "kd_logit_ir_only")
+CONTRASTIVE_IR = ("ir_only", "fused", "both")
 
 
 class SupervisedObjective(nn.Module):
@@ -26,51 +28,92 @@ class SupervisedObjective(nn.Module):
 
 
 class CskObjective(nn.Module):
-    """CE on fused/EO/IR heads and the IR-only pass, feature + logit KD from
-    the EO teacher, cross-modal pixel InfoNCE, and the L1 gamma term."""
+    """CSK-Net's training objective over two passes of the model.
+
+    Passes (the objective, not the model, decides which run): the fused pass
+    (both modalities, exchange) and the exchange-free IR-only pass, the
+    deployed fallback, run whenever a term needs it.
+
+    Terms (loss config, a weight of 0 switches a term off):
+    - CE on the fused, EO and IR heads of the fused pass and on the IR-only pass.
+    - Feature KD (MSE through 1x1 adapters) from the EO teacher's encoder and
+      decoder features into the fused pass's EO stream (`kd_feature`) and into
+      the IR-only pass (`kd_feature_ir_only`, own adapters), so the distilled
+      knowledge reaches the deployed IR-only path itself, not only an IR stream
+      that has EO channels swapped in.
+    - Logit KD (KL at temperature T) into the EO head (`kd_logit`) and the
+      IR-only head (`kd_logit_ir_only`).
+    - Every KD term is gated per pixel by the teacher's confidence (max softmax
+      >= `kd_confidence`): where the teacher is unsure, typically dark night
+      frames on which EO carries nothing, it teaches nothing.
+    - Cross-modal pixel InfoNCE between the fused pass's EO decoder features
+      and the IR decoder features of the IR-only pass (`contrastive_ir`:
+      "ir_only", the fused pass's IR stream "fused", or "both").
+    - CEN's L1 on the designated gammas when `gamma_l1_mode` is "loss" (with
+      "proximal" the training loop applies it after the optimiser step).
+    Reconstruction: the paper names these terms; the IR-only targets and the
+    confidence gate are our reading of "knowledge reaches the IR-only model".
+    """
 
     def __init__(self, model: nn.Module, loss_cfg: dict, teacher_channels: tuple[int, int] | None):
         super().__init__()
         self.model = model
-        self.w = loss_cfg
+        self.w = w = loss_cfg
         channels = model.cfg["aspp_channels"]
-        if self.w["contrastive"] > 0:
-            self.projection = losses.ProjectionHead(channels, loss_cfg["contrastive_dim"])
-        if (self.w["kd_feature"] > 0 or self.w["kd_logit"] > 0) and teacher_channels is None:
-            raise ValueError("loss.kd_feature / loss.kd_logit > 0 need a teacher checkpoint (teacher.checkpoint); "
-                             "set both to 0 to train without distillation")
-        if self.w["kd_feature"] > 0:
+        if w["contrastive"] > 0:
+            if w["contrastive_ir"] not in CONTRASTIVE_IR:
+                raise ValueError(f"loss.contrastive_ir must be one of {CONTRASTIVE_IR}, got {w['contrastive_ir']!r}")
+            self.projection = losses.ProjectionHead(channels, w["contrastive_dim"])
+        if any(w[k] > 0 for k in KD_TERMS) and teacher_channels is None:
+            raise ValueError(f"loss.{'/'.join(KD_TERMS)} > 0 need a teacher checkpoint (teacher.checkpoint); "
+                             "set them to 0 to train without distillation")
+        if w["kd_feature"] > 0:
             enc_t, dec_t = teacher_channels
             self.adapt_enc = nn.Conv2d(model.backbone.out_channels, enc_t, 1)
             self.adapt_dec = nn.Conv2d(channels, dec_t, 1)
+        if w["kd_feature_ir_only"] > 0:
+            enc_t, dec_t = teacher_channels
+            self.adapt_enc_ir = nn.Conv2d(model.backbone.out_channels, enc_t, 1)
+            self.adapt_dec_ir = nn.Conv2d(channels, dec_t, 1)
+
+    def needs_ir_only_pass(self) -> bool:
+        w = self.w
+        return (w["ce_ir_only"] > 0 or w["kd_feature_ir_only"] > 0 or w["kd_logit_ir_only"] > 0
+                or (w["contrastive"] > 0 and w["contrastive_ir"] != "fused"))
 
     def forward(self, eo, ir, label, teacher_out=None):
         w = self.w
-        # The objective, not the model, decides which passes run: the fused pass
-        # and, for the deployed fallback, the exchange-free IR-only pass.
         out = self.model(eo, ir, mode="fused")
-        ir_out = self.model(ir=ir, mode="ir_only") if w["ce_ir_only"] > 0 else None
+        ir_out = self.model(ir=ir, mode="ir_only") if self.needs_ir_only_pass() else None
         logits = {"fused": out["out"], "eo": out["eo"], "ir": out["ir"], "ir_only": ir_out["out"] if ir_out else None}
         parts = {}
         for head in ("fused", "eo", "ir", "ir_only"):
             if w[f"ce_{head}"] > 0:
                 parts[f"ce_{head}"] = w[f"ce_{head}"] * losses.cross_entropy(logits[head], label)
-        if w["kd_feature"] > 0 or w["kd_logit"] > 0:
+        if any(w[k] > 0 for k in KD_TERMS):
             if teacher_out is None:
                 raise ValueError("knowledge distillation is on but no teacher output was given")
-            if w["kd_feature"] > 0:
-                parts["kd_feature"] = w["kd_feature"] * (
-                    losses.feature_kd(out["enc_eo"], teacher_out["enc"], self.adapt_enc)
-                    + losses.feature_kd(out["dec_eo"], teacher_out["dec"], self.adapt_dec)
-                )
-            if w["kd_logit"] > 0:
-                parts["kd_logit"] = w["kd_logit"] * losses.logit_kd(
-                    out["eo"], teacher_out["out"], label, w["kd_temperature"])
+            confident = losses.teacher_confidence(teacher_out["out"]) >= w["kd_confidence"]
+            for key, stream in (("kd_feature", out), ("kd_feature_ir_only", ir_out)):
+                if w[key] > 0:
+                    suffix = "_ir" if key.endswith("ir_only") else ""
+                    enc = stream["enc_ir" if suffix else "enc_eo"]
+                    dec = stream["dec_ir" if suffix else "dec_eo"]
+                    parts[key] = w[key] * (
+                        losses.feature_kd(enc, teacher_out["enc"], getattr(self, "adapt_enc" + suffix), confident)
+                        + losses.feature_kd(dec, teacher_out["dec"], getattr(self, "adapt_dec" + suffix), confident))
+            for key, student in (("kd_logit", logits["eo"]), ("kd_logit_ir_only", logits["ir_only"])):
+                if w[key] > 0:
+                    parts[key] = w[key] * losses.logit_kd(student, teacher_out["out"], label, w["kd_temperature"],
+                                                          confident)
         if w["contrastive"] > 0:
-            parts["contrastive"] = w["contrastive"] * losses.cross_modal_infonce(
-                self.projection(out["dec_eo"]), self.projection(out["dec_ir"]), label,
-                w["contrastive_samples"], w["contrastive_temperature"])
-        if w["gamma_l1"] > 0 and self.model.cfg["exchange"]:
+            z_eo = self.projection(out["dec_eo"])
+            sources = ([out["dec_ir"]] if w["contrastive_ir"] in ("fused", "both") else []) + (
+                [ir_out["dec_ir"]] if w["contrastive_ir"] in ("ir_only", "both") else [])
+            parts["contrastive"] = w["contrastive"] * sum(
+                losses.cross_modal_infonce(z_eo, self.projection(f_ir), label, w["contrastive_samples"],
+                                           w["contrastive_temperature"]) for f_ir in sources) / len(sources)
+        if w["gamma_l1"] > 0 and w["gamma_l1_mode"] == "loss" and self.model.cfg["exchange"]:
             parts["gamma_l1"] = w["gamma_l1"] * losses.gamma_l1(self.model.backbone)
         total = sum(parts.values())
         return total, {k: v.detach() for k, v in parts.items()}

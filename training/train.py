@@ -31,6 +31,7 @@ from .distributed import DistInfo, all_reduce_sum, init_distributed, shutdown
 from .evaluate import confusion_over
 from .metrics import summarize
 from .model import build_model
+from .losses import gamma_proximal_step, resolve_gamma_l1_mode
 from .objective import STAGES, CskObjective, SupervisedObjective
 
 
@@ -156,6 +157,8 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
     seed_everything(tcfg["seed"] + dist_info.rank)
     out.mkdir(parents=True, exist_ok=True)
     cfg = dict(cfg, model=stage_model_config(cfg, stage))
+    if stage == "teacher" and cfg["teacher"]["data"]:  # the teacher learns where EO carries information
+        cfg["data"] = {**cfg["data"], **cfg["teacher"]["data"]}
     dev = torch.device(device if device == "cpu" else f"cuda:{dist_info.local_rank}")
 
     train_set, train_base, val_set, selection = selection_datasets(cfg, allow_test_selection)
@@ -177,9 +180,14 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
 
     model = build_model(cfg["model"])
     teacher = load_teacher(cfg, dev) if stage == "csk" else None
+    prox_rate = 0.0  # CEN's gamma sparsity as a proximal step after each optimiser step (losses.gamma_proximal_step)
+    exchange_on = stage == "csk" and cfg["model"]["exchange"]
     if stage == "csk":
         channels = (teacher.backbone.out_channels, teacher.cfg["aspp_channels"]) if teacher else None
-        objective = CskObjective(model, cfg["loss"], channels)
+        loss_cfg = dict(cfg["loss"], gamma_l1_mode=resolve_gamma_l1_mode(cfg["loss"], cfg["optim"]["name"]))
+        objective = CskObjective(model, loss_cfg, channels)
+        if exchange_on and loss_cfg["gamma_l1_mode"] == "proximal" and loss_cfg["gamma_l1"] > 0:
+            prox_rate = loss_cfg["gamma_prox_rate"]
         eval_mode = "fused"
     else:
         objective = SupervisedObjective(model)
@@ -262,6 +270,8 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
                 nn.utils.clip_grad_norm_(objective.parameters(), tcfg["grad_clip"])
             scaler.step(optimizer)
             scaler.update()
+            if prox_rate:
+                gamma_proximal_step(model.backbone, prox_rate * optimizer.param_groups[0]["lr"])
             scheduler.step()
             step += 1
             bar.update(1)
@@ -270,10 +280,16 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
                 for k, v in parts.items():
                     writer.add_scalar(f"loss/{k}", v.item(), step)
                 writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
+                if exchange_on:
+                    for modality, stages in model.backbone.exchanged_fraction().items():
+                        for name, fraction in stages.items():
+                            writer.add_scalar(f"exchanged_fraction/{modality}/{name}", fraction, step)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             if step % eval_every == 0 or step == max_steps:
                 metrics = validate(objective, val_loader, eval_mode, train_base, dev, tcfg["eval_max_batches"], dist_info)
                 metrics["selection"] = selection
+                if exchange_on:  # the share of channels exchange replaces, per modality and stage
+                    metrics["exchanged_fraction"] = model.backbone.exchanged_fraction()
                 objective.train()
                 if writer:
                     writer.add_scalar(f"val/miou_{eval_mode}", metrics["miou"], step)

@@ -27,6 +27,7 @@ from torch import nn
 from .batchnorm import TwoPassBatchNorm2d
 
 MODALITIES = ("eo", "ir")
+STAGES = ("layer1", "layer2", "layer3", "layer4")
 EO, IR = 0, 1
 Features = list  # list[torch.Tensor | None], one entry per modality
 
@@ -217,11 +218,25 @@ class ModalResNet(nn.Module):
 
     def exchange_bns(self) -> list[ModalBatchNorm2d]:
         """The BNs whose gammas drive exchange (and carry the L1 sparsity term)."""
-        return [blk.exchange_bn for layer in (self.layer1, self.layer2, self.layer3, self.layer4) for blk in layer]
+        return [blk.exchange_bn for stage in STAGES for blk in getattr(self, stage)]
+
+    @torch.no_grad()
+    def exchanged_fraction(self) -> dict[str, dict[str, float]]:
+        """{modality: {stage: fraction, "all": fraction}}: the share of each
+        modality's exchange-BN channels whose |gamma| is below the threshold,
+        i.e. the channels that exchange replaces by the other modality's
+        whenever both are present. Zeros when nothing fires."""
+        out = {}
+        for m, name in enumerate(MODALITIES[: self.num_modalities]):
+            below = {stage: torch.cat([(blk.exchange_bn.bns[m].weight.abs() < blk.exchange.threshold).float()
+                                       for blk in getattr(self, stage)]) for stage in STAGES}
+            out[name] = {stage: float(b.mean()) for stage, b in below.items()}
+            out[name]["all"] = float(torch.cat(list(below.values())).mean())
+        return out
 
     def forward(self, xs: Features) -> Features:
         xs = each(self.maxpool, each(self.relu, self.bn1(each(self.conv1, xs))))
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            for blk in layer:
+        for stage in STAGES:
+            for blk in getattr(self, stage):
                 xs = blk(xs)
         return xs
