@@ -242,3 +242,28 @@ def test_cuda_rng_state_is_saved_and_restored_where_cuda_exists(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CUDA checkpoint resumed on a CPU machine
     train_module.restore_rng(saved, seed=0, rank=0, step=3)
     assert len(restored) == 1
+
+
+def test_csk_selection_weighs_fused_and_ir_only(tmp_path, monkeypatch):
+    """best.pt must not trade the IR-only fallback for fused mIoU: the score is their mean."""
+    import training.train as train_module
+
+    scripted = {2: {"fused": 0.60, "ir_only": 0.10}, 4: {"fused": 0.55, "ir_only": 0.40}}
+    evals = []
+
+    def fake_validate(objective, loader, mode, dataset, device, max_batches, dist_info):
+        step = 2 * (len(evals) // 2 + 1)
+        evals.append((step, mode))
+        return {"miou": scripted[step][mode]}
+
+    monkeypatch.setattr(train_module, "validate", fake_validate)
+    cfg = tiny_config()
+    cfg["train"].update(max_steps=4, eval_every=2)
+    best = train(cfg, tmp_path, "csk")
+    assert evals == [(2, "fused"), (2, "ir_only"), (4, "fused"), (4, "ir_only")]
+    assert best["step"] == 4 and best["miou_by_mode"] == {"fused": 0.55, "ir_only": 0.40}
+    assert best["score"] == pytest.approx(0.475)
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == 4
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["best"]["step"] == 4 and "exchanged_fraction" in metrics["best"]
+    assert set(metrics["best"]["exchanged_fraction"]) == {"eo", "ir"}

@@ -8,6 +8,7 @@ Writes DIR/best.pt, DIR/last.pt (state dict + config, weights_only-loadable),
 DIR/metrics.json and TensorBoard scalars under DIR/tb. best.pt is selected on
 train.eval_split (val, or a fixed hold-out of train), never on a test split
 unless --allow-test-selection is given (then recorded in checkpoint and metrics).
+For --stage csk the selection score is the mean of fused and IR-only mIoU.
 """
 
 from __future__ import annotations
@@ -149,6 +150,21 @@ def validate(objective, loader, mode: str, dataset, device, max_batches, dist_in
     return summarize(cm, dataset.class_names)
 
 
+def evaluate_for_selection(objective, loader, modes, dataset, device, max_batches, dist_info: DistInfo) -> dict:
+    """Validation metrics of the first mode, plus "miou_by_mode" for every mode
+    and "score", the mean of their mIoUs, which model selection maximises. For
+    CSK-Net the modes are fused and IR-only: the node serves both (IR-only
+    whenever EO fails), so best.pt must not trade the fallback for the fused
+    mode; single-model stages have one mode and score = its mIoU."""
+    by_mode = {mode: validate(objective, loader, mode, dataset, device, max_batches, dist_info) for mode in modes}
+    metrics = dict(by_mode[modes[0]])
+    metrics["miou_by_mode"] = {mode: m["miou"] for mode, m in by_mode.items()}
+    metrics["score"] = sum(metrics["miou_by_mode"].values()) / len(modes)
+    for mode in modes[1:]:
+        metrics[mode] = by_mode[mode]
+    return metrics
+
+
 def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = False,
           allow_test_selection: bool = False) -> dict:
     """Run one stage; returns the best validation metrics."""
@@ -188,10 +204,10 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
         objective = CskObjective(model, loss_cfg, channels)
         if exchange_on and loss_cfg["gamma_l1_mode"] == "proximal" and loss_cfg["gamma_l1"] > 0:
             prox_rate = loss_cfg["gamma_prox_rate"]
-        eval_mode = "fused"
+        eval_modes = ("fused", "ir_only")  # the node serves both: best.pt is chosen on their mean mIoU
     else:
         objective = SupervisedObjective(model)
-        eval_mode = objective.mode
+        eval_modes = (objective.mode,)
     if dist_info.enabled and tcfg["sync_bn"]:
         if device == "cuda":  # torch's SyncBatchNorm runs on GPU modules only
             objective = nn.SyncBatchNorm.convert_sync_batchnorm(objective)
@@ -286,16 +302,19 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
                             writer.add_scalar(f"exchanged_fraction/{modality}/{name}", fraction, step)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             if step % eval_every == 0 or step == max_steps:
-                metrics = validate(objective, val_loader, eval_mode, train_base, dev, tcfg["eval_max_batches"], dist_info)
+                metrics = evaluate_for_selection(objective, val_loader, eval_modes, train_base, dev,
+                                                 tcfg["eval_max_batches"], dist_info)
                 metrics["selection"] = selection
                 if exchange_on:  # the share of channels exchange replaces, per modality and stage
                     metrics["exchanged_fraction"] = model.backbone.exchanged_fraction()
                 objective.train()
                 if writer:
-                    writer.add_scalar(f"val/miou_{eval_mode}", metrics["miou"], step)
+                    for mode in eval_modes:
+                        writer.add_scalar(f"val/miou_{mode}", metrics["miou_by_mode"][mode], step)
+                    writer.add_scalar("val/score", metrics["score"], step)
                 if dist_info.is_main:
-                    if metrics["miou"] > best["miou"]:
-                        best = dict(metrics, step=step, mode=eval_mode)
+                    if metrics["score"] > best.get("score", best["miou"]):
+                        best = dict(metrics, step=step, mode=eval_modes[0])
                         save("best.pt", best)
                     save("last.pt", metrics)
                     (out / "metrics.json").write_text(json.dumps({"best": best, "last": dict(metrics, step=step)},
@@ -337,7 +356,10 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if math.isfinite(best.get("miou", math.nan)):
-        print(f"best {best['mode']} mIoU {100 * best['miou']:.2f} at step {best['step']} -> {args.out}/best.pt")
+        modes = ", ".join(f"{mode} mIoU {100 * miou:.2f}" for mode, miou in best["miou_by_mode"].items())
+        print(f"best {modes} (selection score {100 * best['score']:.2f}) at step {best['step']} -> {args.out}/best.pt")
+        for modality, stages in (best.get("exchanged_fraction") or {}).items():
+            print(f"exchanged fraction {modality}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in stages.items()))
     return 0
 
 
