@@ -17,6 +17,7 @@ from pathlib import Path
 
 from engines.export import export_bundle
 
+from .checkpoint import load_checkpoint
 from .config import load_config
 from .demo_ros import stream_and_score
 from .evaluate import evaluate_checkpoint
@@ -64,6 +65,16 @@ def results_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def exchanged_fraction_table(fractions: dict) -> str:
+    """Markdown table of the exchanged-channel fraction per modality and stage."""
+    stages = list(next(iter(fractions.values())))
+    lines = ["| BN scales below threshold (exchanged) | " + " | ".join(stages) + " |",
+             "|---|" + "---|" * len(stages)]
+    lines += [f"| {modality.upper()} | " + " | ".join(f"{100 * v:.1f}%" for v in per_stage.values()) + " |"
+              for modality, per_stage in fractions.items()]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="runs/demo")
@@ -86,7 +97,13 @@ def main(argv=None) -> int:
     table = results_table(rows)
     print("\nSynthetic RGB-T demo (procedural data, tiny ResNet-10 CSK-Net, CPU):\n")
     print(table)
-    summary = {"rows": rows, "train_seconds": trained, "checkpoints": {k: str(v) for k, v in ckpts.items()}}
+    exchanged = load_checkpoint(ckpts["csk"])["metrics"].get("exchanged_fraction")
+    if exchanged:
+        table += "\n\nCSK-Net channel exchange (best.pt):\n\n" + exchanged_fraction_table(exchanged)
+        print("\nCSK-Net channel exchange (best.pt; EO channels replaced by IR and vice versa when both are present):\n")
+        print(exchanged_fraction_table(exchanged))
+    summary = {"rows": rows, "train_seconds": trained, "checkpoints": {k: str(v) for k, v in ckpts.items()},
+               "exchanged_fraction": exchanged}
     if not args.no_ros:
         bundle = export_bundle(ckpts["csk"], out / "bundle", force=True, log=lambda *_: None)
         cfg = load_config(CONFIG, list(args.overrides))
