@@ -217,10 +217,20 @@ def test_ir_only_path_is_exactly_a_deeplabv3_with_the_ir_weights():
 def ir_path_batchnorms(model):
     """Every BatchNorm of CSK-Net's IR-only path (IR BNs of the trunk, IR ASPP stream)."""
     trunk = [bn.bns[IR] for bn in model.backbone.modules() if isinstance(bn, ModalBatchNorm2d)]
-    return trunk + [m for m in model.aspp_ir.modules() if isinstance(m, nn.BatchNorm2d)]
+    return trunk + [m for m in model.aspp_ir.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def test_fused_pass_leaves_the_ir_only_running_statistics_alone():
+def as_sync_bn(model):
+    from training.model.batchnorm import TwoPassSyncBatchNorm, convert_sync_batchnorm
+
+    model = convert_sync_batchnorm(model)  # train.sync_bn; without a process group SyncBN runs locally
+    assert all(isinstance(bn, TwoPassSyncBatchNorm) for bn in ir_path_batchnorms(model))
+    assert isinstance(model.backbone.layer1[0].bn1.bns[EO], nn.SyncBatchNorm)
+    return model
+
+
+@pytest.mark.parametrize("convert", [lambda m: m, as_sync_bn], ids=["bn", "sync_bn"])
+def test_fused_pass_leaves_the_ir_only_running_statistics_alone(convert):
     """Bug: the fused pass (EO channels exchanged in) updated the IR BNs' running
     statistics, which IR-only inference then used. Now the IR-only path's
     statistics are a function of IR-only passes alone, and the fused pass
@@ -232,6 +242,7 @@ def test_fused_pass_leaves_the_ir_only_running_statistics_alone():
     eo, ir = inputs()
     reference = build_model(cfg)
     reference.load_state_dict(model.state_dict())
+    model = convert(model)
 
     model.train()
     model(eo, ir, "fused")

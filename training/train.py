@@ -32,6 +32,7 @@ from .distributed import DistInfo, all_reduce_sum, init_distributed, shutdown
 from .evaluate import confusion_over
 from .metrics import summarize
 from .model import build_model
+from .model.batchnorm import convert_sync_batchnorm
 from .losses import gamma_proximal_step, resolve_gamma_l1_mode
 from .objective import STAGES, CskObjective, SupervisedObjective
 
@@ -210,7 +211,7 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
         eval_modes = (objective.mode,)
     if dist_info.enabled and tcfg["sync_bn"]:
         if device == "cuda":  # torch's SyncBatchNorm runs on GPU modules only
-            objective = nn.SyncBatchNorm.convert_sync_batchnorm(objective)
+            objective = convert_sync_batchnorm(objective)  # keeps the IR path's two-pass BN statistics
             model = objective.model
         elif dist_info.is_main:
             print("note: train.sync_bn applies to CUDA only; CPU DDP keeps per-process BatchNorm", file=sys.stderr)

@@ -45,10 +45,50 @@ class TwoPassBatchNorm2d(nn.BatchNorm2d):
                             self.training, self.momentum, self.eps)
 
 
+class TwoPassSyncBatchNorm(nn.SyncBatchNorm):
+    """TwoPassBatchNorm2d for SyncBN training (train.sync_bn, CUDA DDP): the same
+    buffers and state-dict keys, batch statistics synchronised across processes.
+    In a fused pass the fused buffers stand in for the running ones."""
+
+    def __init__(self, num_features: int, process_group=None):
+        super().__init__(num_features, process_group=process_group)
+        self.register_buffer("fused_running_mean", torch.zeros(num_features))
+        self.register_buffer("fused_running_var", torch.ones(num_features))
+        self.in_fused_pass = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.in_fused_pass:
+            return super().forward(x)
+        own = self.running_mean, self.running_var
+        self.running_mean, self.running_var = self.fused_running_mean, self.fused_running_var
+        try:
+            return super().forward(x)
+        finally:
+            self.running_mean, self.running_var = own
+
+
+TWO_PASS = (TwoPassBatchNorm2d, TwoPassSyncBatchNorm)
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """nn.SyncBatchNorm.convert_sync_batchnorm that keeps the two sets of
+    statistics of TwoPassBatchNorm2d (torch's would turn it into a plain
+    SyncBatchNorm and silently blend the passes again)."""
+    if isinstance(module, TwoPassBatchNorm2d):
+        converted = TwoPassSyncBatchNorm(module.num_features, process_group)
+        converted.load_state_dict(module.state_dict())
+        return converted.to(module.weight.device).train(module.training)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group)
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, process_group))
+    return module
+
+
 @contextmanager
 def fused_pass(module: nn.Module):
-    """Within the block, every TwoPassBatchNorm2d of `module` uses its fused-pass statistics."""
-    bns = [m for m in module.modules() if isinstance(m, TwoPassBatchNorm2d)]
+    """Within the block, every two-pass BatchNorm of `module` uses its fused-pass statistics."""
+    bns = [m for m in module.modules() if isinstance(m, TWO_PASS)]
     for bn in bns:
         bn.in_fused_pass = True
     try:
