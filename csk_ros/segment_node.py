@@ -351,8 +351,7 @@ class SegmentNode(Node):
         tick; at most every ALARM_REPUBLISH_S so a loss fraction hovering at the limit cannot flood the topic."""
         with self.lock:
             alarms = self._alarms()
-        if self.alarms_published is not None and alarms != self.alarms_published \
-                and time.monotonic() - self.last_diag_wall >= ALARM_REPUBLISH_S:
+        if alarms != self.alarms_published and time.monotonic() - self.last_diag_wall >= ALARM_REPUBLISH_S:
             self._on_diagnostics()
 
     def _on_diagnostics(self) -> None:

@@ -10,10 +10,11 @@ Rules
   * The frame period is the median of the shortest cluster of the last
     ``window`` positive stamp intervals: starting from the smallest interval
     c, the intervals within [c, 1.5 c]; a cluster needs at least
-    ``max(3, 2 %)`` of the intervals, so a single odd stamp cannot pass for the
-    period. Lost frames only ever make intervals LONGER (multiples of the
-    period), so the shortest well-populated cluster is the period even at
-    90 % loss, where a median or a quartile would be several periods.
+    ``max(3, 15 %)`` of the intervals, so odd stamps (a driver that is late
+    for one frame and catches up with the next) cannot pass for the period.
+    Lost frames only ever make intervals LONGER (multiples of the period), so
+    the shortest well-populated cluster is the period up to ~75 % loss, where
+    a median or a quartile would be several periods.
   * An interval of ``dt`` stands for ``round(dt / period)`` periods; the
     frames in between (``round(dt / period) - 1``) are lost. Intervals longer
     than ``max_gap_s`` are a stop or a pause, not loss: they count nothing
@@ -34,6 +35,8 @@ import numpy as np
 
 #: fewer intervals than this: no period estimate yet (and no loss reported)
 MIN_INTERVALS = 8
+#: the smallest share of the intervals that makes a cluster the period
+CLUSTER_SHARE = 0.15
 #: the period estimate is recomputed after this many new intervals
 REFRESH_EVERY = 8
 
@@ -78,7 +81,7 @@ class StreamLossEstimator:
         if len(self._intervals) < MIN_INTERVALS:
             return None
         intervals = np.sort(np.fromiter(self._intervals, float))
-        needed = max(3, int(0.02 * intervals.size))
+        needed = max(3, int(np.ceil(CLUSTER_SHARE * intervals.size)))
         for c in intervals[: intervals.size - needed + 1]:
             cluster = intervals[(intervals >= c) & (intervals <= 1.5 * c)]
             if cluster.size >= needed:
