@@ -1,15 +1,33 @@
 """ros2 launch csk_ros segment.launch.py [model_dir:=DIR] [params_file:=FILE] [namespace:=NS]
-[eo_topic:=TOPIC] [ir_topic:=TOPIC] [use_sim_time:=true] [log_level:=info]"""
+[eo_topic:=TOPIC] [ir_topic:=TOPIC] [use_sim_time:=true] [log_level:=info] [dds_profile:=auto|none|FILE]
+
+dds_profile: the Fast DDS profile set (SetEnvironmentVariable) for the node and
+for every process this launch starts after it. auto = a profile you already
+set in FASTDDS_DEFAULT_PROFILES_FILE / FASTRTPS_DEFAULT_PROFILES_FILE, else the
+shipped config/fastdds_large_frames.xml. The camera driver's process needs the
+same profile (README, "Camera frames over DDS")."""
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable, \
+    UnsetEnvironmentVariable
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+
+def dds_environment(context):
+    """Resolve dds_profile at launch time (csk_ros.dds_profile rules); a missing file fails the launch."""
+    from csk_ros.dds_profile import choose_profile, environment_for
+
+    profile, why = choose_profile(LaunchConfiguration("dds_profile").perform(context))
+    actions = [LogInfo(msg=f"csk_ros: Fast DDS profile: {profile or 'Fast DDS defaults'} ({why})")]
+    for name, value in environment_for(profile).items():
+        actions.append(UnsetEnvironmentVariable(name) if value is None else SetEnvironmentVariable(name, value))
+    return actions
 
 
 def generate_launch_description():
@@ -23,6 +41,9 @@ def generate_launch_description():
         DeclareLaunchArgument("ir_topic", default_value="ir/image", description="IR (thermal) image topic"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
+        DeclareLaunchArgument("dds_profile", default_value="auto",
+                              description="Fast DDS profile for the processes started from here: auto (yours if "
+                                          "set, else the shipped large-frame profile) | none | FILE"),
     ]
     common = dict(
         package="csk_ros",
@@ -39,6 +60,7 @@ def generate_launch_description():
     # must not turn into a Python syntax error at launch time.
     model_given = NotEqualsSubstitution(LaunchConfiguration("model_dir"), "")
     return LaunchDescription(args + [
+        OpaqueFunction(function=dds_environment),
         # model_dir overrides the params file only when given, so an empty argument
         # never blanks a model_dir set in a custom params file.
         Node(**common, parameters=[LaunchConfiguration("params_file"), sim_time,
