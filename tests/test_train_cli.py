@@ -267,3 +267,21 @@ def test_csk_selection_weighs_fused_and_ir_only(tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["best"]["step"] == 4 and "exchanged_fraction" in metrics["best"]
     assert set(metrics["best"]["exchanged_fraction"]) == {"eo", "ir"}
+
+
+def test_teacher_stage_trains_on_its_own_data_overrides(tmp_path):
+    """The EO teacher learns where EO carries information: teacher.data overrides
+    `data` for --stage teacher only (synthetic.yaml: day frames only)."""
+    shipped = load_config(ROOT / "training" / "configs" / "synthetic.yaml")
+    assert shipped["teacher"]["data"] == {"night_fraction": 0.0}
+    cfg = tiny_config()
+    cfg["teacher"]["data"] = {"night_fraction": 0.0}
+    cfg["train"]["max_steps"] = 1
+    train(cfg, tmp_path / "teacher", "teacher")
+    assert load_checkpoint(tmp_path / "teacher" / "best.pt")["config"]["data"]["night_fraction"] == 0.0
+    assert cfg["data"].get("night_fraction", 0.5) == 0.5  # the other stages keep the configured data
+    cfg["teacher"]["data"] = {"night_fractoin": 0.0}
+    with pytest.raises(ValueError, match="night_fractoin"):
+        train(cfg, tmp_path / "typo", "teacher")
+    with pytest.raises(ValueError, match="teacher.data' must be a mapping"):
+        load_config(ROOT / "training" / "configs" / "synthetic.yaml", ["teacher.data=day"])
