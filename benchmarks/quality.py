@@ -34,15 +34,18 @@ Settings of the full study (this file is the record):
              128 steps on 64 images
   seeds      0, 1, 2
   runs       3 seeds x (8 + 3) = 33 trainings
-  time       measured per step on 2 CPU cores (Nov 2026): DeepLabV3 0.077 s, CSK-Net
-             0.2 s -> about 45 minutes for the whole study, under 60 if the CSK-Net
-             step gets 30 % dearer
+  time       measured on 2 idle CPU cores: DeepLabV3 0.077 s/step, CSK-Net 0.2 s/step
+             (2.6x; unchanged by the two-pass objective) -> teachers 6 min, IR baselines
+             4 min, early fusion 2 min, 18 CSK-Net runs 31 min, validation and test
+             evaluation about 6 min: about 48 minutes. Other processes on the same
+             cores slow it down (3-4x at a load average of 2-4); --steps trims it.
 
 Usage:
-  python benchmarks/quality.py                 # the full study (~45 min on 2 CPU cores)
-  python benchmarks/quality.py --seeds 5       # seeds 0..4; --seeds 3,4 adds two seeds to a finished study
+  python benchmarks/quality.py                 # the full study (~48 min on 2 idle CPU cores)
+  python benchmarks/quality.py --seeds 5       # seeds 0..4: extends a finished 3-seed study (0-2 are skipped)
   python benchmarks/quality.py --quick         # tiny smoke setting (seconds), out: benchmarks/results/quality_quick
   python benchmarks/quality.py --variants ir_baseline,csk_full --settings full
+  python benchmarks/quality.py --steps 384 --teacher-steps 576   # a shorter study (~35 min)
   python benchmarks/quality.py --out DIR [--device cuda] [key.sub=value ...]   # extra overrides for every run
 
 Outputs under --out (default benchmarks/results/quality/, git-ignored):
@@ -77,7 +80,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import RESULTS, print_table, write_json  # noqa: E402
+from benchmarks.common import RESULTS, print_table, write_json
 
 CONFIG = REPO / "training" / "configs" / "synthetic.yaml"
 SPLITS = ("test", "test_day", "test_night")
@@ -159,10 +162,16 @@ def _names(text: str | None, known, what: str) -> list[str]:
     return names
 
 
-def plan_runs(seeds, settings, variants, out: Path, quick: bool, extra: list[str]) -> list[Run]:
+def study_steps(quick: bool, steps: int | None = None, teacher_steps: int | None = None) -> tuple[int, int]:
+    default = (QUICK_STEPS, QUICK_TEACHER_STEPS) if quick else (STEPS, TEACHER_STEPS)
+    return steps or default[0], teacher_steps or default[1]
+
+
+def plan_runs(seeds, settings, variants, out: Path, quick: bool, extra: list[str],
+              steps: int | None = None, teacher_steps: int | None = None) -> list[Run]:
     """Ordered runs: per seed, per setting, the teacher first (added when a selected variant needs it)."""
     runs = []
-    steps, teacher_steps = (QUICK_STEPS, QUICK_TEACHER_STEPS) if quick else (STEPS, TEACHER_STEPS)
+    steps, teacher_steps = study_steps(quick, steps, teacher_steps)
     common = list(QUICK_OVERRIDES if quick else STUDY_OVERRIDES)
     for seed in seeds:
         for setting in settings:
@@ -211,8 +220,11 @@ def _metrics_entry(summary: dict) -> dict:
     return {k: summary[k] for k in ("miou", "miou_no_unlabeled", "pixel_acc", "per_class_iou")}
 
 
-def evaluate_run(checkpoint: Path, modes, device: str, batch_size: int = 16) -> dict:
-    """{mode: {split: metrics}}; test = test_day + test_night confusion matrices."""
+def evaluate_run(checkpoint: Path, modes, data_cfg: dict, device: str, batch_size: int = 16) -> dict:
+    """{mode: {split: metrics}}; test = test_day + test_night confusion matrices.
+
+    `data_cfg` is the study's data section, the same test scenes for every run
+    (the checkpoint's may differ: the EO teacher trains on day frames only)."""
     from torch.utils.data import DataLoader
 
     from training.checkpoint import model_from_checkpoint
@@ -220,9 +232,8 @@ def evaluate_run(checkpoint: Path, modes, device: str, batch_size: int = 16) -> 
     from training.evaluate import confusion_over
     from training.metrics import summarize
 
-    model, ckpt = model_from_checkpoint(checkpoint)
+    model, _ = model_from_checkpoint(checkpoint)
     model.to(device)
-    data_cfg = ckpt["config"]["data"]
     sets = {split: build_dataset(data_cfg, split, train=False) for split in ("test_day", "test_night")}
     names = sets["test_day"].class_names
     results = {}
@@ -317,7 +328,7 @@ def execute(runs: list[Run], results: ResultsFile, device: str, log=print) -> di
         t0 = time.monotonic()
         best = train_run(cfgs[run.key], run.out, v.stage, device, resume)
         t1 = time.monotonic()
-        metrics = evaluate_run(run.out / "best.pt", v.modes, device)
+        metrics = evaluate_run(run.out / "best.pt", v.modes, cfgs[run.key]["data"], device)
         t2 = time.monotonic()
         results.put({
             "key": run.key, "setting": run.setting, "variant": run.variant, "seed": run.seed, "stage": v.stage,
@@ -376,6 +387,11 @@ def _pm(ms: dict, scale: float = 100.0) -> str:
     if ms["n"] < 2:
         return f"{scale * ms['mean']:.1f}"
     return f"{scale * ms['mean']:.1f} ± {scale * ms['std']:.1f}"
+
+
+def _summary_key(key: str) -> bool:
+    """Exchanged-fraction keys shown in tables (all keys, per stage, are in the JSON)."""
+    return not any(part.startswith("layer") for part in key.split("."))
 
 
 def _find(rows, setting, variant, mode):
@@ -446,9 +462,9 @@ def markdown(rows, checks, meta) -> str:
         headers, body = class_table(rows, setting)
         parts += ["", f"Per-class IoU on test ({setting}):", "", _md(headers, body)]
         exch = [(r["label"], k, v) for r in rows if r["setting"] == setting and r["mode"] == "fused"
-                for k, v in r.get("exchanged_fraction", {}).items()]
+                for k, v in r.get("exchanged_fraction", {}).items() if _summary_key(k)]
         if exch:
-            parts += ["", "Exchanged-channel fraction (validation, best checkpoint):", ""]
+            parts += ["", "Exchanged-channel fraction (best checkpoint; per stage in quality.json):", ""]
             parts += [f"- {label}: {k} = " + ("n/a" if v["mean"] is None else f"{v['mean']:.3f} ± {v['std']:.3f}")
                       for label, k, v in exch]
     if checks:
@@ -500,7 +516,7 @@ def report(results: ResultsFile, runs: list[Run], out: Path, meta: dict, counts:
             print_table(headers, body)
     for row in rows:
         for k, v in row.get("exchanged_fraction", {}).items():
-            if row["mode"] == "fused" and v["mean"] is not None:
+            if row["mode"] == "fused" and v["mean"] is not None and _summary_key(k):
                 print(f"exchanged fraction {row['setting']}/{row['variant']} {k}: {v['mean']:.3f} ± {v['std']:.3f}")
     if checks:
         print("\ntargets (issue 8):")
@@ -523,6 +539,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="output folder (default benchmarks/results/quality[_quick])")
     p.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default all)")
     p.add_argument("--settings", help=f"comma list of {', '.join(SETTINGS)} (default all)")
+    p.add_argument("--steps", type=int, help=f"training steps of every student and baseline (default {STEPS})")
+    p.add_argument("--teacher-steps", type=int, help=f"training steps of the EO teacher (default {TEACHER_STEPS})")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("overrides", nargs="*", help="extra config overrides for every run, e.g. train.batch_size=4")
     args = p.parse_args(argv)
@@ -530,8 +548,11 @@ def main(argv=None) -> int:
         seeds = parse_seeds(args.seeds)
         variants = _names(args.variants, VARIANTS, "variant(s)")
         settings = _names(args.settings, SETTINGS, "setting(s)")
-        out = Path(args.out) if args.out else RESULTS / ("quality_quick" if args.quick else "quality")
-        runs = plan_runs(seeds, settings, variants, out, args.quick, list(args.overrides))
+        out = (Path(args.out) if args.out else RESULTS / ("quality_quick" if args.quick else "quality")).resolve()
+        if any(v is not None and v < 1 for v in (args.steps, args.teacher_steps)):
+            raise ValueError("--steps and --teacher-steps must be >= 1")
+        steps, teacher_steps = study_steps(args.quick, args.steps, args.teacher_steps)
+        runs = plan_runs(seeds, settings, variants, out, args.quick, list(args.overrides), steps, teacher_steps)
         if not runs:
             raise ValueError("nothing to run: no selected variant belongs to a selected setting")
         results = ResultsFile(out / "runs.json")
@@ -541,8 +562,7 @@ def main(argv=None) -> int:
         return 2
     cfg0 = resolved_config(runs[0], None)
     meta = {"seeds": seeds, "quick": args.quick, "config": str(CONFIG.relative_to(REPO)),
-            "steps": QUICK_STEPS if args.quick else STEPS,
-            "teacher_steps": QUICK_TEACHER_STEPS if args.quick else TEACHER_STEPS,
+            "steps": steps, "teacher_steps": teacher_steps,
             "num_test": cfg0["data"].get("num_test"),
             "model": "ResNet-{depth} width {width} OS {output_stride} ASPP {aspp_channels}, ".format(**cfg0["model"])
                      + "{}x{} images".format(*cfg0["data"]["size"]),

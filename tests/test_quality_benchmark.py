@@ -36,6 +36,11 @@ def test_quick_study_writes_json_markdown_chart_and_resumes(tmp_path, monkeypatc
     assert student["teacher"] == "full/eo_teacher/seed0"
     teacher_ckpt = load_checkpoint(student["checkpoint"])["config"]["teacher"]["checkpoint"]
     assert teacher_ckpt == records["full/eo_teacher/seed0"]["checkpoint"]
+    # every run is scored on the same test scenes, whatever data its training used
+    counts = {(k, m): {s: v["num_images"] for s, v in per_mode.items()}
+              for k, r in records.items() for m, per_mode in r["metrics"].items()}
+    assert len({tuple(c.items()) for c in counts.values()}) == 1, counts
+    assert all(c["test"] == c["test_day"] + c["test_night"] and c["test_night"] > 0 for c in counts.values())
 
     md = (tmp_path / "quality.md").read_text()
     for needle in ("| model | mode | mIoU test | mIoU day | mIoU night | seeds |",
