@@ -8,7 +8,7 @@ One command trains and evaluates, for every seed:
     ir_baseline     IR-only DeepLabV3 (same backbone as CSK-Net's IR path) -> IR-only mIoU
     early_fusion    DeepLabV3 on 4-channel EO+IR                        -> fused mIoU
     csk_full        CSK-Net, distilled from the same seed's teacher     -> fused and IR-only mIoU
-    no_kd           csk_full with loss.kd_feature=0 loss.kd_logit=0 (no teacher)
+    no_kd           csk_full with every loss.kd_* weight 0 (kd_feature, kd_logit, ...; no teacher)
     no_contrastive  csk_full with loss.contrastive=0
     no_exchange     csk_full with model.exchange=false
     no_gsu          csk_full with model.gsu=false
@@ -80,7 +80,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import RESULTS, print_table, write_json
+from benchmarks.common import RESULTS, print_table, write_json  # noqa: E402
 
 CONFIG = REPO / "training" / "configs" / "synthetic.yaml"
 SPLITS = ("test", "test_day", "test_night")
@@ -93,6 +93,7 @@ class Variant:
     overrides: tuple[str, ...]
     modes: tuple[str, ...]  # evaluation modes, first = the headline one
     teacher: bool = False  # needs the same seed's EO teacher checkpoint
+    kd_off: bool = False  # every knowledge-distillation weight set to 0 (see kd_off_overrides)
 
 
 VARIANTS = {
@@ -101,13 +102,27 @@ VARIANTS = {
                            ("ir_only",)),
     "early_fusion": Variant("Early fusion DeepLabV3", "baseline", ("model.arch=early_fusion",), ("fused",)),
     "csk_full": Variant("CSK-Net", "csk", (), ("fused", "ir_only"), teacher=True),
-    "no_kd": Variant("CSK-Net, no KD", "csk", ("loss.kd_feature=0", "loss.kd_logit=0"), ("fused", "ir_only")),
+    "no_kd": Variant("CSK-Net, no KD", "csk", (), ("fused", "ir_only"), kd_off=True),
     "no_contrastive": Variant("CSK-Net, no contrastive", "csk", ("loss.contrastive=0",), ("fused", "ir_only"),
                               teacher=True),
     "no_exchange": Variant("CSK-Net, no exchange", "csk", ("model.exchange=false",), ("fused", "ir_only"),
                            teacher=True),
     "no_gsu": Variant("CSK-Net, no GSU", "csk", ("model.gsu=false",), ("fused", "ir_only"), teacher=True),
 }
+# Loss keys that start with kd_ but configure KD rather than weigh a term.
+KD_SETTINGS = ("temperature", "confidence", "threshold")
+
+
+def kd_off_overrides() -> tuple[str, ...]:
+    """'No KD': every numeric loss.kd_* weight of the current training code set to 0
+    (kd_feature, kd_logit and any KD term added later, e.g. kd_*_ir_only)."""
+    from training.losses import LOSS_DEFAULTS
+
+    return tuple(f"loss.{k}=0" for k, v in LOSS_DEFAULTS.items()
+                 if k.startswith("kd_") and isinstance(v, (int, float)) and not isinstance(v, bool)
+                 and not any(word in k for word in KD_SETTINGS))
+
+
 # setting: (overrides, variants run in it)
 SETTINGS = {
     "full": ((), tuple(VARIANTS)),
@@ -186,7 +201,8 @@ def plan_runs(seeds, settings, variants, out: Path, quick: bool, extra: list[str
             for name in chosen:
                 v = VARIANTS[name]
                 run_steps = teacher_steps if v.stage == "teacher" else steps
-                overrides = common + list(setting_overrides) + list(v.overrides) + [
+                variant_overrides = list(v.overrides) + (list(kd_off_overrides()) if v.kd_off else [])
+                overrides = common + list(setting_overrides) + variant_overrides + [
                     f"train.seed={seed}", f"train.max_steps={run_steps}"] + list(extra)
                 runs.append(Run(setting, name, seed, overrides, out / "runs" / setting / name / f"seed{seed}",
                                 teacher_key if v.teacher else None))

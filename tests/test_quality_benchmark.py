@@ -90,6 +90,21 @@ def test_plan_covers_the_study():
             assert teacher_index < runs.index(run)
 
 
+def test_no_kd_turns_off_every_distillation_term_and_trains_without_a_teacher(tmp_path):
+    from training.losses import LOSS_DEFAULTS
+
+    [run] = quality.plan_runs([0], ["full"], ["no_kd"], tmp_path, True, [])
+    assert run.teacher_key is None
+    cfg = quality.resolved_config(run, None)
+    assert cfg["teacher"]["checkpoint"] is None
+    weights = {k: v for k, v in cfg["loss"].items() if k.startswith("kd_") and k not in ("kd_temperature", "kd_confidence")}
+    assert {"kd_feature", "kd_logit"} <= set(weights) and not any(weights.values()), weights
+    assert cfg["loss"]["kd_temperature"] == LOSS_DEFAULTS["kd_temperature"]  # settings stay
+    assert quality.main(["--quick", "--seeds", "1", "--variants", "no_kd", "--settings", "full",
+                         "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "runs.json").read_text())["full/no_kd/seed0"]["teacher"] is None
+
+
 def test_parse_seeds():
     assert quality.parse_seeds("3") == [0, 1, 2]
     assert quality.parse_seeds("3,5") == [3, 5]
