@@ -94,14 +94,14 @@ class CskObjective(nn.Module):
             if teacher_out is None:
                 raise ValueError("knowledge distillation is on but no teacher output was given")
             confident = losses.teacher_confidence(teacher_out["out"]) >= w["kd_confidence"]
-            for key, stream in (("kd_feature", out), ("kd_feature_ir_only", ir_out)):
-                if w[key] > 0:
-                    suffix = "_ir" if key.endswith("ir_only") else ""
-                    enc = stream["enc_ir" if suffix else "enc_eo"]
-                    dec = stream["dec_ir" if suffix else "dec_eo"]
-                    parts[key] = w[key] * (
-                        losses.feature_kd(enc, teacher_out["enc"], getattr(self, "adapt_enc" + suffix), confident)
-                        + losses.feature_kd(dec, teacher_out["dec"], getattr(self, "adapt_dec" + suffix), confident))
+            if w["kd_feature"] > 0:  # into the fused pass's EO stream
+                parts["kd_feature"] = w["kd_feature"] * (
+                    losses.feature_kd(out["enc_eo"], teacher_out["enc"], self.adapt_enc, confident)
+                    + losses.feature_kd(out["dec_eo"], teacher_out["dec"], self.adapt_dec, confident))
+            if w["kd_feature_ir_only"] > 0:  # into the IR-only pass, the deployed fallback
+                parts["kd_feature_ir_only"] = w["kd_feature_ir_only"] * (
+                    losses.feature_kd(ir_out["enc_ir"], teacher_out["enc"], self.adapt_enc_ir, confident)
+                    + losses.feature_kd(ir_out["dec_ir"], teacher_out["dec"], self.adapt_dec_ir, confident))
             for key, student in (("kd_logit", logits["eo"]), ("kd_logit_ir_only", logits["ir_only"])):
                 if w[key] > 0:
                     parts[key] = w[key] * losses.logit_kd(student, teacher_out["out"], label, w["kd_temperature"],
