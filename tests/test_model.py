@@ -278,3 +278,18 @@ def test_fused_statistics_are_buffers_outside_the_ir_only_graph():
     assert fused_keys and all(".bns.1." in k or k.startswith("aspp_ir.") for k in fused_keys)
     assert not any("fused_running" in n for n, _ in csk.named_parameters())
     assert not any("fused_running" in k for k in ir_only_as_deeplabv3(csk).state_dict())
+
+
+def test_checkpoints_without_fused_statistics_still_load(tmp_path):
+    """Checkpoints written before the fused pass had its own BN statistics load,
+    with the fused statistics starting from the (then shared) running ones."""
+    from conftest import tiny_config
+
+    from training.checkpoint import model_from_checkpoint, save_checkpoint
+
+    net = build_model(tiny_config()["model"])
+    old = {k: v for k, v in net.state_dict().items() if ".fused_running_" not in k}
+    save_checkpoint(tmp_path / "old.pt", model_state=old, config=tiny_config(), stage="csk", step=0)
+    model, _ = model_from_checkpoint(tmp_path / "old.pt")
+    bn = model.backbone.layer1[0].bn1.bns[IR]
+    torch.testing.assert_close(bn.fused_running_var, bn.running_var)

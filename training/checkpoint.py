@@ -53,5 +53,9 @@ def model_from_checkpoint(path: str | Path, map_location="cpu"):
     ckpt = load_checkpoint(path, map_location)
     model_cfg = dict(ckpt["config"]["model"], pretrained=None)
     model = build_model(model_cfg)
-    model.load_state_dict(ckpt["model"])
+    state = dict(ckpt["model"])
+    for key in model.state_dict():  # checkpoints from before the IR path kept fused-pass BN statistics
+        if ".fused_running_" in key and key not in state:
+            state[key] = state[key.replace(".fused_running_", ".running_")].clone()
+    model.load_state_dict(state)
     return model.eval(), ckpt
