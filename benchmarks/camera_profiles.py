@@ -61,9 +61,11 @@ def wait_node_ready(driver: Driver, timeout: float = 60.0) -> bool:
 
 
 def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seconds: float, rate: float,
-            work: Path) -> dict:
+            work: Path, node_qos: str | None = None) -> dict:
     eo_size, ir_kind, transport = PROFILES[profile]
     params = {"eo_transport": transport, "ir_transport": transport}
+    if node_qos:
+        params["qos"] = node_qos
     homography = eo_to_ir_homography(eo_size, ir_kind)
     if homography:
         params["eo_to_ir_homography"] = homography
@@ -103,7 +105,8 @@ def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seco
     masks_fused, masks_ir = int(last.get("masks_fused", 0)), int(last.get("masks_ir_only", 0))
     eo_rx, ir_rx = int(last["eo_received"]), int(last["ir_received"])
     return {
-        "profile": profile, "eo": eo_size, "ir": ir_kind, "transport": transport, "publisher_qos": qos, "dds": dds,
+        "profile": profile, "node_qos": node_qos or "sensor_data (default)", "load_avg_1min": os.getloadavg()[0],
+        "eo": eo_size, "ir": ir_kind, "transport": transport, "publisher_qos": qos, "dds": dds,
         "payload_bytes": sent["payload_bytes"], "publisher_late_ticks": sent["late_ticks"],
         "eo_sent": len(sent["eo_stamps"]), "ir_sent": len(sent["ir_stamps"]), "eo_received": eo_rx,
         "ir_received": ir_rx, "masks": masks_fused + masks_ir, "masks_fused": masks_fused,
@@ -129,6 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--profiles", default="vga,hd16,vga_jpeg,hd16_jpeg")
     p.add_argument("--qos", default="sensor_data,reliable")
     p.add_argument("--dds", default="shipped,none", help=f"comma list of {DDS}")
+    p.add_argument("--node-qos", choices=("sensor_data", "reliable"),
+                   help="override the node's qos parameter (default: the node's default, sensor_data)")
     p.add_argument("--out", default=str(RESULTS / "camera_profiles.json"))
     args = p.parse_args(argv)
     base_env = loopback_ros_env()
@@ -143,20 +148,20 @@ def main(argv=None) -> int:
                   for q in args.qos.split(",")]
         for k, (profile, qos, dds) in enumerate(combos, 1):
             print(f"[{k}/{len(combos)}] {profile} publisher {qos} dds {dds} ...", flush=True)
-            rows.append(run_row(bundle, base_env, profile, qos, dds, args.seconds, args.rate, work))
-    headers = ["profile", "transport", "pub QoS", "DDS", "EO rx/sent", "IR rx/sent", "masks/IR rx", "fused %",
+            rows.append(run_row(bundle, base_env, profile, qos, dds, args.seconds, args.rate, work, args.node_qos))
+    headers = ["profile", "transport", "pub QoS", "node QoS", "DDS", "EO rx/sent", "IR rx/sent", "masks/IR rx", "fused %",
                "switches", "EO loss", "IR loss", "WARN s", "overhead p50/p95 ms", "EO dec p50", "IR dec p50",
-               "node CPU %"]
+               "node CPU %", "load"]
     table = []
     for r in rows:
-        table.append([f"{r['eo']} + {r['ir']}", r["transport"], r["publisher_qos"], r["dds"],
+        table.append([f"{r['eo']} + {r['ir']}", r["transport"], r["publisher_qos"], r["node_qos"].split()[0], r["dds"],
                       f"{r['eo_received']}/{r['eo_sent']}", f"{r['ir_received']}/{r['ir_sent']}",
                       f"{r['masks_per_ir_received']:.3f}", f"{100 * r['fused_fraction']:.1f}",
                       r["mode_switches_after_first_fused"], f"{100 * r['eo_loss_fraction_node']:.1f}%",
                       f"{100 * r['ir_loss_fraction_node']:.1f}%",
                       "-" if r["loss_warn_after_s"] is None else f"{r['loss_warn_after_s']:.1f}",
                       f"{r['overhead_ms_p50']:.2f}/{r['overhead_ms_p95']:.2f}", f"{r['eo_decode_ms_p50']:.2f}",
-                      f"{r['ir_decode_ms_p50']:.2f}", f"{r['node_cpu_percent']:.0f}"])
+                      f"{r['ir_decode_ms_p50']:.2f}", f"{r['node_cpu_percent']:.0f}", f"{r['load_avg_1min']:.1f}"])
     print(f"\n{args.rate:g} Hz, {args.seconds:g} s per row, node on default parameters, bundle {bundle}\n")
     print_table(headers, table)
     out = write_json(Path(args.out), {"rate_hz": args.rate, "seconds": args.seconds, "bundle": str(bundle),

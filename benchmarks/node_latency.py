@@ -90,18 +90,25 @@ def main(argv=None) -> int:
                 sent.append(t)
                 next_t += period
                 time.sleep(max(0.0, next_t - time.monotonic()))
-            time.sleep(1.0)
+            last_ir = sent[-1]
+            time.sleep(1.5)  # IR stops too: the IR-stale ERROR must reach /diagnostics within ir_timeout_s + 0.2 s
             cpu_used, wall_used = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
             diag = driver.latest_diagnostic() or {}
             with driver.lock:
                 received = [(t_rx, stamp_seconds(m.header.stamp)) for t_rx, m in driver.masks]
             modes = driver.mode_payloads()
+            with driver.lock:
+                error_at = next((t for t, d in driver.diagnostics if t > last_ir and d.status[0].level == b"\x02"),
+                                None)
         finally:
             if driver is not None:
                 driver.close()
             log = stop_node(proc)
     steady = [(rx - st) * 1e3 for rx, st in received if st <= last_eo]
     switch = next((m for m in modes if m["mode"] == "ir_only" and m["since"] > last_eo), None)
+    # IR-only masks once the node has declared EO stale (they must not wait for an EO partner)
+    stale_since = next((m["since"] for m in modes if m["reason"] == "eo_stale" and m["since"] > last_eo), None)
+    ir_only = [(rx - st) * 1e3 for rx, st in received if stale_since is not None and st > stale_since + 0.1]
     first_mask_rx = next((rx for rx, st in received if st > last_eo), None)  # receipt time, wall clock
     stamps = {round(st, 6) for _, st in received}
     lost = sum(1 for t in sent if round(t, 6) not in stamps)
@@ -110,12 +117,17 @@ def main(argv=None) -> int:
         "seconds": args.seconds, "ir_frames_sent": len(sent), "masks_received": len(received),
         "masks_missing": lost, "node_dropped_ir": int(diag.get("ir_dropped", 0)),
         "end_to_end_ms": summarize_ms(steady),
+        "end_to_end_ir_only_ms": summarize_ms(ir_only),
+        "inference_by_mode_ms": {mode: {"median_ms": float(diag.get(f"inference_{mode}_ms_p50", "nan")),
+                                        "p95_ms": float(diag.get(f"inference_{mode}_ms_p95", "nan"))}
+                                 for mode in ("fused", "ir_only")},
         "node_overhead_ms": {"median_ms": float(diag.get("overhead_ms_p50", "nan")),
                              "p95_ms": float(diag.get("overhead_ms_p95", "nan")), "window": "last 300 frames"},
         "inference_ms": {"median_ms": float(diag.get("inference_ms_p50", "nan")),
                          "p95_ms": float(diag.get("inference_ms_p95", "nan"))},
         "node_cpu_seconds": cpu_used, "node_cpu_fraction_of_one_core": cpu_used / wall_used,
         "eo_timeout_s": params["health.eo_timeout_s"],
+        "ir_stale_error_after_last_ir_s": (error_at - last_ir) if error_at else None,
         "switch": {"mode": switch, "switch_after_last_eo_s": (switch["since"] - last_eo) if switch else None,
                    "first_mask_after_eo_loss_s": (first_mask_rx - last_eo) if first_mask_rx else None,
                    "goal_s": params["health.eo_timeout_s"] + period},
@@ -131,6 +143,14 @@ def main(argv=None) -> int:
         ["node overhead outside inference, ms", f"{ovh['median_ms']:.3f}", f"{ovh['p95_ms']:.3f}", "median <= 3"],
         ["inference, ms", f"{inf['median_ms']:.2f}", f"{inf['p95_ms']:.2f}", "-"],
     ])
+    e2e_ir, inf_mode = result["end_to_end_ir_only_ms"], result["inference_by_mode_ms"]
+    inference_gap = inf_mode["fused"]["median_ms"] - inf_mode["ir_only"]["median_ms"]
+    ir_goal = e2e["median_ms"] - inference_gap + 5.0
+    result["ir_only_latency_goal_ms"] = ir_goal
+    print(f"\nIR-only end-to-end after eo_stale: median {e2e_ir['median_ms']:.2f} ms (p95 {e2e_ir['p95_ms']:.2f}, "
+          f"n {e2e_ir['n']}); fused {e2e['median_ms']:.2f} ms; inference fused {inf_mode['fused']['median_ms']:.2f} / "
+          f"IR-only {inf_mode['ir_only']['median_ms']:.2f} ms; goal: IR-only <= fused - inference gap + 5 = "
+          f"{ir_goal:.2f} ms")
     sw = result["switch"]
     print(f"\nIR frames sent {len(sent)}, masks received {len(received)}, missing {lost}, "
           f"dropped by the node (freshest-frame policy) {result['node_dropped_ir']}")
@@ -148,6 +168,9 @@ def main(argv=None) -> int:
     result["switch"]["eo_stale_after_last_eo_s"] = (stale["since"] - last_eo) if stale else None
     if stale:
         print(f"health monitor declared eo_stale {1e3 * (stale['since'] - last_eo):.0f} ms after the last EO frame sent")
+    if error_at:
+        print(f"IR died: diagnostics ERROR {1e3 * (error_at - last_ir):.0f} ms after the last IR frame sent; goal <= "
+              "ir_timeout_s (0.5 s at 30 Hz) + 200 ms")
     out = write_json(Path(args.out), result)
     print(f"wrote {out}")
     return 0

@@ -93,6 +93,7 @@ class SegmentNode(Node):
         self.counts: Counter = Counter()
         self.eo_rate, self.ir_rate, self.mask_rate = RateMeter(), RateMeter(), RateMeter()
         self.latency_ms: deque[float] = deque(maxlen=300)
+        self.latency_ms_by_mode = {"fused": deque(maxlen=300), "ir_only": deque(maxlen=300)}
         self.overhead_ms: deque[float] = deque(maxlen=300)
         self.decode_ms = {"eo": deque(maxlen=300), "ir": deque(maxlen=300)}
         self.last_ros_now: float | None = None
@@ -320,6 +321,7 @@ class SegmentNode(Node):
         with self.lock:
             self.counts[f"masks_{mode}"] += 1
             self.latency_ms.append((t2 - t1) * 1e3)
+            self.latency_ms_by_mode[mode].append((t2 - t1) * 1e3)
             self.overhead_ms.append(job.decode_ms + (t1 - t0 + t3 - t2) * 1e3)
             self.mask_rate.tick(t3)
             if decision.mode == "fused":
@@ -387,6 +389,9 @@ class SegmentNode(Node):
                 "rejected_total": str(sum(self.rejected.values())),
                 "unpaired_fraction_recent": f"{unpaired:.3f}",
             }
+            for which, samples in self.latency_ms_by_mode.items():
+                m50, m95 = percentiles(samples)
+                values.update({f"inference_{which}_ms_p50": f"{m50:.2f}", f"inference_{which}_ms_p95": f"{m95:.2f}"})
             for stream, report in loss.items():
                 d50, d95 = percentiles(self.decode_ms[stream])
                 values.update({
