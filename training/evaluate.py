@@ -56,8 +56,8 @@ def markdown_table(metrics: dict) -> str:
     ]
     selection = metrics.get("model_selection") or {}
     if selection.get("test_selection_forced"):
-        rows += [f"**Warning:** this checkpoint was selected on `{selection['split']}` "
-                 "(--allow-test-selection); test numbers are optimistic.", ""]
+        rows += [(f"**Warning:** this checkpoint was selected on `{selection['split']}` "
+                  "(--allow-test-selection); test numbers are optimistic."), ""]
     rows += [
         f"mIoU (all classes incl. unlabeled, MFNet protocol): **{100 * metrics['miou']:.2f}**  ",
         f"mIoU excluding unlabeled: {100 * metrics['miou_no_unlabeled']:.2f}  ",

@@ -18,7 +18,6 @@ from torch.nn import functional as F
 from .data.classes import IGNORE_INDEX
 from .model.resnet import EO, IR, ModalResNet
 
-
 LOSS_DEFAULTS = {
     "ce_fused": 1.0,
     "ce_eo": 0.5,

@@ -4,7 +4,6 @@ sees a single forward per step."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from . import losses

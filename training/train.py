@@ -30,10 +30,10 @@ from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import load_config
 from .distributed import DistInfo, all_reduce_sum, init_distributed, shutdown
 from .evaluate import confusion_over
+from .losses import gamma_proximal_step, resolve_gamma_l1_mode
 from .metrics import summarize
 from .model import build_model
 from .model.batchnorm import convert_sync_batchnorm
-from .losses import gamma_proximal_step, resolve_gamma_l1_mode
 from .objective import STAGES, CskObjective, SupervisedObjective
 
 

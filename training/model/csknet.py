@@ -22,7 +22,7 @@ from torch import nn
 from .batchnorm import fused_pass
 from .decoder import ASPPStream, GatedSpectralUnit, conv_bn_relu, upsample_to
 from .normalize import IMAGENET_MEAN, IMAGENET_STD, IR_MEAN, IR_STD, Normalize
-from .resnet import EO, IR, ModalResNet
+from .resnet import ModalResNet
 
 MODES = ("fused", "ir_only", "eo_only")
 OUTPUT_KEYS = ("out", "eo", "ir", "enc_eo", "enc_ir", "dec_eo", "dec_ir")
