@@ -10,8 +10,10 @@ the same profile. Rules of ``choose_profile``:
   * "none": Fast DDS defaults (both variables removed).
   * a path: that file; it must exist (a typo would otherwise silently fall back
     to the defaults that lose frames).
-``environment_for`` sets BOTH variable names, so one setting serves Fast DDS
-2.x (Humble) and 3.x (Jazzy, Kilted).
+``environment_for`` sets FASTDDS_DEFAULT_PROFILES_FILE (Fast DDS 3: Kilted and
+later) and FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2.x: Humble, Jazzy), the
+latter left out where ROS_DISTRO names a Fast DDS 3 distro, whose rmw warns at
+every start that the old name is deprecated.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import sys
 from pathlib import Path
 
 ENV_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+#: distros whose default RMW ships Fast DDS 3 (reads FASTDDS_*, warns on FASTRTPS_*)
+FAST_DDS_3_DISTROS = ("kilted", "lyrical", "rolling")
 PROFILE_NAME = "fastdds_large_frames.xml"
 
 
@@ -49,7 +53,7 @@ def choose_profile(requested: str, environ=None) -> tuple[str | None, str]:
                 return environ[name], f"the profile already set in {name}"
         return str(shipped_profile()), "the shipped large-frame profile"
     if requested == "none":
-        return None, "Fast DDS defaults (dds_profile:=none): frames over 512 KB may be lost on best-effort QoS"
+        return None, "dds_profile:=none: frames over 512 KB may be lost on best-effort QoS"
     path = Path(requested).expanduser()
     if not path.is_file():
         raise ValueError(f"dds_profile {requested!r} is not a file: give an existing Fast DDS XML profile, "
@@ -57,9 +61,13 @@ def choose_profile(requested: str, environ=None) -> tuple[str | None, str]:
     return str(path.resolve()), "the requested profile"
 
 
-def environment_for(profile: str | None) -> dict[str, str | None]:
-    """Variables to set (None = unset) so that a process loads `profile`."""
-    return {name: profile for name in ENV_VARS}
+def environment_for(profile: str | None, distro: str | None = None) -> dict[str, str | None]:
+    """Variables to set (None = unset) so that a process loads `profile` (distro: ROS_DISTRO by default)."""
+    distro = (os.environ.get("ROS_DISTRO", "") if distro is None else distro).lower()
+    env = {name: profile for name in ENV_VARS}
+    if profile is not None and distro in FAST_DDS_3_DISTROS:
+        env[ENV_VARS[1]] = None
+    return env
 
 
 def main(argv=None) -> int:

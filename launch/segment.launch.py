@@ -13,8 +13,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable, \
     UnsetEnvironmentVariable
-from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -56,16 +55,14 @@ def generate_launch_description():
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
     )
     sim_time = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
-    # A plain string comparison, not a PythonExpression: a path holding a quote
-    # must not turn into a Python syntax error at launch time.
-    model_given = NotEqualsSubstitution(LaunchConfiguration("model_dir"), "")
-    return LaunchDescription(args + [
-        OpaqueFunction(function=dds_environment),
-        # model_dir overrides the params file only when given, so an empty argument
-        # never blanks a model_dir set in a custom params file.
-        Node(**common, parameters=[LaunchConfiguration("params_file"), sim_time,
-                                   {"model_dir": LaunchConfiguration("model_dir")}],
-             condition=IfCondition(model_given)),
-        Node(**common, parameters=[LaunchConfiguration("params_file"), sim_time],
-             condition=UnlessCondition(model_given)),
-    ])
+
+    def node(context):
+        # model_dir overrides the params file only when given, so an empty argument never blanks a
+        # model_dir set in a custom params file. Decided here in Python: a plain string test that
+        # works on every distro (NotEqualsSubstitution does not exist in Humble) and cannot turn a
+        # path holding a quote into a syntax error (PythonExpression could).
+        model_dir = LaunchConfiguration("model_dir").perform(context)
+        parameters = [LaunchConfiguration("params_file"), sim_time] + ([{"model_dir": model_dir}] if model_dir else [])
+        return [Node(**common, parameters=parameters)]
+
+    return LaunchDescription(args + [OpaqueFunction(function=dds_environment), OpaqueFunction(function=node)])

@@ -24,12 +24,18 @@ def test_auto_respects_a_profile_the_user_already_set(name):
 
 def test_none_means_fast_dds_defaults_and_a_missing_file_is_an_error(tmp_path):
     assert choose_profile("none", environ={})[0] is None
-    assert environment_for(None) == {name: None for name in ENV_VARS}
+    assert environment_for(None, distro="humble") == {name: None for name in ENV_VARS}
     with pytest.raises(ValueError, match="is not a file"):
         choose_profile(str(tmp_path / "typo.xml"), environ={})
     mine = tmp_path / "mine.xml"
     mine.write_text("<dds/>")
     assert choose_profile(str(mine), environ={ENV_VARS[0]: "/other.xml"})[0] == str(mine)
+
+
+def test_the_old_variable_name_is_set_only_where_fast_dds_2_reads_it():
+    for distro in ("humble", "jazzy", ""):  # unknown: both, to be safe
+        assert environment_for("/p.xml", distro=distro) == {name: "/p.xml" for name in ENV_VARS}
+    assert environment_for("/p.xml", distro="kilted") == {ENV_VARS[0]: "/p.xml", ENV_VARS[1]: None}
 
 
 def sourced_env(env):
@@ -45,6 +51,8 @@ def test_dds_env_sh_sets_both_names_and_keeps_the_users_profile(tmp_path):
     mine.write_text("<dds/>")
     env = sourced_env({"PATH": "/usr/bin:/bin", "FASTRTPS_DEFAULT_PROFILES_FILE": str(mine)})
     assert env[ENV_VARS[0]] == env[ENV_VARS[1]] == str(mine)
+    env = sourced_env({"PATH": "/usr/bin:/bin", "ROS_DISTRO": "kilted"})
+    assert ENV_VARS[1] not in env and env[ENV_VARS[0]].endswith("fastdds_large_frames.xml")
 
 
 def test_the_profile_gives_shared_memory_room_for_hd_frames_and_is_the_default_profile():
