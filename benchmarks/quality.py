@@ -28,24 +28,27 @@ Settings of the full study (this file is the record):
              channels, rates 2/4/6 (training/configs/synthetic.yaml, as in `make demo`)
   data       96x128 synthetic scenes, 512 train / 64 val / 256 test (about 128 day,
              128 night), data.seed 0 for every run: the seeds vary training only
-  steps      512 (8 epochs at batch 8) for every student and baseline, 768 for the
+  steps      384 (6 epochs at batch 8) for every student and baseline, 576 for the
              EO teacher; the same step counts in the low-data setting (128 images,
-             32 epochs), so it changes the data, not the compute; validation every
+             24 epochs), so it changes the data, not the compute; validation every
              128 steps on 64 images
   seeds      0, 1, 2
   runs       3 seeds x (8 + 3) = 33 trainings
-  time       measured on 2 idle CPU cores: DeepLabV3 0.077 s/step, CSK-Net 0.2 s/step
-             (2.6x; unchanged by the two-pass objective) -> teachers 6 min, IR baselines
-             4 min, early fusion 2 min, 18 CSK-Net runs 31 min, validation and test
-             evaluation about 6 min: about 48 minutes. Other processes on the same
-             cores slow it down (3-4x at a load average of 2-4); --steps trims it.
+  time       measured on this machine's 2 CPU cores: DeepLabV3 0.077 s/step (idle, 2
+             threads); CSK-Net costs 3.3x a DeepLabV3 step (single-thread CPU time with
+             the objective of 2026-11-25: two passes, KD into the IR-only pass) ->
+             0.25 s/step. Teachers 4.5 min, IR baselines 3 min, early fusion 1.5 min,
+             18 CSK-Net runs 29 min, validation and test evaluation about 5 min: about
+             43 minutes on idle cores. Other processes on the same cores slow it down
+             (3-4x at a load average of 4); `--steps 512 --teacher-steps 768` trains
+             longer (about 55 minutes).
 
 Usage:
-  python benchmarks/quality.py                 # the full study (~48 min on 2 idle CPU cores)
+  python benchmarks/quality.py                 # the full study (~43 min on 2 idle CPU cores)
   python benchmarks/quality.py --seeds 5       # seeds 0..4: extends a finished 3-seed study (0-2 are skipped)
   python benchmarks/quality.py --quick         # tiny smoke setting (seconds), out: benchmarks/results/quality_quick
   python benchmarks/quality.py --variants ir_baseline,csk_full --settings full
-  python benchmarks/quality.py --steps 384 --teacher-steps 576   # a shorter study (~35 min)
+  python benchmarks/quality.py --steps 512 --teacher-steps 768   # longer training (~55 min)
   python benchmarks/quality.py --out DIR [--device cuda] [key.sub=value ...]   # extra overrides for every run
 
 Outputs under --out (default benchmarks/results/quality/, git-ignored):
@@ -128,7 +131,7 @@ SETTINGS = {
     "full": ((), tuple(VARIANTS)),
     "low_data": (("data.num_train=128",), ("eo_teacher", "ir_baseline", "csk_full")),
 }
-STEPS, TEACHER_STEPS = 512, 768
+STEPS, TEACHER_STEPS = 384, 576
 STUDY_OVERRIDES = ("data.num_val=64", "data.num_test=256", "data.seed=0", "train.eval_every=128",
                    "train.num_workers=0")
 # --quick: a smoke setting that exercises every code path in seconds (numbers meaningless)
