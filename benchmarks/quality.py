@@ -53,9 +53,10 @@ Usage:
 
 Outputs under --out (default benchmarks/results/quality/, git-ignored):
   runs.json     the resumable results file: one record per finished run; a rerun skips
-                every run whose record matches its resolved config (and its teacher), so
-                an interrupted study continues where it stopped; an interrupted run
-                resumes from its last.pt
+                every run whose record matches its resolved config, its teacher and the
+                training code (sha256 of training/**/*.py), so an interrupted study
+                continues where it stopped and a changed method is trained afresh; an
+                interrupted run resumes from its last.pt
   runs/<setting>/<variant>/seed<k>/   checkpoints (best.pt, last.pt) and TensorBoard logs
   quality.json  per-run metrics and the aggregates (mean, sample std over seeds)
   quality.md    tables: mIoU per variant and mode (test, day, night), per-class IoU,
@@ -221,8 +222,19 @@ def resolved_config(run: Run, teacher_ckpt: Path | None) -> dict:
     return cfg
 
 
-def fingerprint(cfg: dict, teacher_fp: str | None) -> str:
-    blob = json.dumps({"config": cfg, "teacher": teacher_fp}, sort_keys=True, default=str)
+def training_code_hash() -> str:
+    """sha256 of training/**/*.py: results in one table come from one version of the method and data."""
+    h = hashlib.sha256()
+    for path in sorted((REPO / "training").rglob("*.py")):
+        h.update(str(path.relative_to(REPO)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(cfg: dict, teacher_fp: str | None, code: str | None = None) -> str:
+    """A run's identity for resuming: resolved config, its teacher's identity, the training code."""
+    blob = json.dumps({"config": cfg, "teacher": teacher_fp, "code": code or training_code_hash()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -315,13 +327,13 @@ def execute(runs: list[Run], results: ResultsFile, device: str, log=print) -> di
     from tqdm import tqdm
 
     # Resolve every config first: a renamed config key fails now, not half an hour in.
-    fps, cfgs = {}, {}
+    fps, cfgs, code = {}, {}, training_code_hash()
     for run in runs:
         teacher_ckpt = None
         if run.teacher_key:
             teacher_ckpt = next(r.out for r in runs if r.key == run.teacher_key) / "best.pt"
         cfgs[run.key] = resolved_config(run, teacher_ckpt)
-        fps[run.key] = fingerprint(cfgs[run.key], fps.get(run.teacher_key) if run.teacher_key else None)
+        fps[run.key] = fingerprint(cfgs[run.key], fps.get(run.teacher_key) if run.teacher_key else None, code)
 
     def finished(run: Run) -> bool:
         if not results.done(run.key, fps[run.key]):
@@ -354,6 +366,7 @@ def execute(runs: list[Run], results: ResultsFile, device: str, log=print) -> di
             "label": v.label, "overrides": run.overrides, "teacher": run.teacher_key, "fingerprint": fp,
             "checkpoint": str(run.out / "best.pt"), "val": _scalars(best), "metrics": metrics,
             "train_seconds": round(t1 - t0, 1), "eval_seconds": round(t2 - t1, 1), "commit": commit,
+            "training_code": code,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
         heads = ", ".join(f"{m} {100 * metrics[m]['test']['miou']:.1f}" for m in v.modes)

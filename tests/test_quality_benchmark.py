@@ -73,6 +73,8 @@ def test_a_changed_configuration_is_not_skipped(tmp_path):
     assert list(base) == ["full/eo_teacher/seed0", "full/csk_full/seed0"]  # teacher added, and first
     assert all(base[k] != changed[k] for k in base)
     assert fingerprints([]) == base
+    cfg = quality.resolved_config(quality.plan_runs([0], ["full"], ["ir_baseline"], tmp_path, True, [])[0], None)
+    assert quality.fingerprint(cfg, None, "code-a") != quality.fingerprint(cfg, None, "code-b")
 
 
 def test_plan_covers_the_study():
