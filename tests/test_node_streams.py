@@ -11,12 +11,13 @@ import time
 
 import cv2
 import numpy as np
-import pytest
 
 from csk_ros.stream_client import Driver, scene, start_node, stop_node
-from tests.test_node_integration import FAST, H, PERIOD, W, Camera, first_mode, mask_stamps
+from tests import test_node_integration as integration
+from tests.test_node_integration import FAST, PERIOD, Camera, H, W, first_mode, mask_stamps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+node = integration.node  # the same fixture: a node on the FAST parameters plus a Driver
 PROFILE = os.path.join(ROOT, "config", "fastdds_large_frames.xml")
 
 
@@ -122,23 +123,6 @@ def test_compressed_streams_give_masks_with_the_ir_header_and_bad_payloads_are_c
         d.close()
         log = stop_node(proc)
     assert "Traceback" not in log, log
-
-
-@pytest.fixture
-def node(tiny_bundle, ros_env):
-    started = []
-
-    def start(params=None):
-        proc = start_node(tiny_bundle, ros_env, dict(FAST, **(params or {})))
-        driver = Driver()
-        started.append((proc, driver))
-        assert driver.wait_for_subscribers(40), stop_node(proc)
-        return proc, driver
-
-    yield start
-    for proc, driver in started:
-        driver.close()
-        assert "Traceback" not in stop_node(proc)
 
 
 def test_ir_stale_error_is_published_at_once_not_at_the_next_tick(node):
