@@ -61,11 +61,12 @@ def wait_node_ready(driver: Driver, timeout: float = 60.0) -> bool:
 
 
 def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seconds: float, rate: float,
-            work: Path, node_qos: str | None = None) -> dict:
+            work: Path, node_qos: str | None = None, node_params: dict | None = None) -> dict:
     eo_size, ir_kind, transport = PROFILES[profile]
     params = {"eo_transport": transport, "ir_transport": transport}
     if node_qos:
         params["qos"] = node_qos
+    params.update(node_params or {})
     homography = eo_to_ir_homography(eo_size, ir_kind)
     if homography:
         params["eo_to_ir_homography"] = homography
@@ -105,7 +106,7 @@ def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seco
     masks_fused, masks_ir = int(last.get("masks_fused", 0)), int(last.get("masks_ir_only", 0))
     eo_rx, ir_rx = int(last["eo_received"]), int(last["ir_received"])
     return {
-        "profile": profile, "node_qos": node_qos or "sensor_data (default)", "load_avg_1min": os.getloadavg()[0],
+        "profile": profile, "node_qos": node_qos or "sensor_data (default)", "node_params": node_params or {}, "load_avg_1min": os.getloadavg()[0],
         "eo": eo_size, "ir": ir_kind, "transport": transport, "publisher_qos": qos, "dds": dds,
         "payload_bytes": sent["payload_bytes"], "publisher_late_ticks": sent["late_ticks"],
         "eo_sent": len(sent["eo_stamps"]), "ir_sent": len(sent["ir_stamps"]), "eo_received": eo_rx,
@@ -134,12 +135,15 @@ def main(argv=None) -> int:
     p.add_argument("--dds", default="shipped,none", help=f"comma list of {DDS}")
     p.add_argument("--node-qos", choices=("sensor_data", "reliable"),
                    help="override the node's qos parameter (default: the node's default, sensor_data)")
+    p.add_argument("--node-param", action="append", default=[], metavar="NAME=JSON",
+                   help="extra node parameter for every row, e.g. ort_spinning=true (repeatable)")
     p.add_argument("--out", default=str(RESULTS / "camera_profiles.json"))
     args = p.parse_args(argv)
     base_env = loopback_ros_env()
     for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS"):
         os.environ.pop(key, None)  # the observer stays on Fast DDS defaults
     base_env = {k: v for k, v in base_env.items()}
+    node_params = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.node_param)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -148,7 +152,7 @@ def main(argv=None) -> int:
                   for q in args.qos.split(",")]
         for k, (profile, qos, dds) in enumerate(combos, 1):
             print(f"[{k}/{len(combos)}] {profile} publisher {qos} dds {dds} ...", flush=True)
-            rows.append(run_row(bundle, base_env, profile, qos, dds, args.seconds, args.rate, work, args.node_qos))
+            rows.append(run_row(bundle, base_env, profile, qos, dds, args.seconds, args.rate, work, args.node_qos, node_params))
     headers = ["profile", "transport", "pub QoS", "node QoS", "DDS", "EO rx/sent", "IR rx/sent", "masks/IR rx", "fused %",
                "switches", "EO loss", "IR loss", "WARN s", "overhead p50/p95 ms", "EO dec p50", "IR dec p50",
                "node CPU %", "load"]

@@ -72,7 +72,8 @@ class SegmentNode(Node):
         self.config = self._load_config()
         cfg = self.config
         self.segmenter = load_bundle(cfg.model_dir, backend=cfg.backend, rebuild=cfg.rebuild_engines,
-                                     intra_op_threads=cfg.ort_threads, log=self.get_logger().warning)
+                                     intra_op_threads=cfg.ort_threads, log=self.get_logger().warning,
+                                     ort_spinning=cfg.ort_spinning)
         bundle = self.segmenter.bundle
         self.thermal_rule = cfg.thermal_rule(bundle.thermal_scaling)
         self.preparer = InputPreparer(bundle.height, bundle.width, cfg.homography)

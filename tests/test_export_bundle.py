@@ -189,3 +189,12 @@ def test_auto_falls_back_on_any_tensorrt_failure(tiny_bundle, monkeypatch):
     assert messages and "falling back to ONNX Runtime" in messages[0]
     with pytest.raises(BundleError, match="TensorRT backend failed: cudaErrorMemoryAllocation"):
         load_bundle(tiny_bundle, backend="tensorrt")
+
+
+def test_onnxruntime_threads_do_not_spin_unless_asked(tiny_bundle):
+    """ORT's default busy-wait would take a core from the node's decoding and the camera drivers."""
+    quiet = load_bundle(tiny_bundle, backend="onnxruntime", warm_up=False)
+    spinning = load_bundle(tiny_bundle, backend="onnxruntime", warm_up=False, ort_spinning=True)
+    for segmenter, expected in ((quiet, "0"), (spinning, "1")):
+        for session in segmenter.runner.sessions.values():
+            assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == expected

@@ -84,7 +84,7 @@ def _tensorrt_runner(bundle: Bundle, rebuild: bool, log=None):
 
 def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: bool = True,
                 intra_op_threads: int = 0, inter_op_threads: int = 0, providers: list[str] | None = None,
-                log=None) -> Segmenter:
+                log=None, ort_spinning: bool = False) -> Segmenter:
     """Load and validate a model bundle and both of its runtime graphs.
 
     Raises BundleError with a specific message for a bad bundle. With
@@ -115,7 +115,8 @@ def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: boo
             fallback_reason = f"TensorRT engines unusable: {exc}"
         if log:
             log(f"falling back to ONNX Runtime: {fallback_reason}")
-    runner = OnnxRuntimeRunner(bundle, _runtime_graphs(bundle), intra_op_threads, inter_op_threads, providers)
+    runner = OnnxRuntimeRunner(bundle, _runtime_graphs(bundle), intra_op_threads, inter_op_threads, providers,
+                               allow_spinning=ort_spinning)
     segmenter = Segmenter(bundle, runner, fallback_reason)
     if warm_up:
         segmenter.warm_up()
