@@ -182,7 +182,7 @@ def exchanged_after_adamw(mode: str, steps: int = 40, lr: float = 0.03) -> float
         total.backward()
         opt.step()
         if mode == "proximal":
-            losses.gamma_proximal_step(model.backbone, cfg["gamma_prox_rate"] * lr)
+            losses.gamma_proximal_step(model.backbone, cfg["gamma_prox_budget"] / steps)  # constant lr
     fractions = model.backbone.exchanged_fraction()
     return (fractions["eo"]["all"] + fractions["ir"]["all"]) / 2
 

@@ -285,3 +285,19 @@ def test_teacher_stage_trains_on_its_own_data_overrides(tmp_path):
         train(cfg, tmp_path / "typo", "teacher")
     with pytest.raises(ValueError, match="teacher.data' must be a mapping"):
         load_config(ROOT / "training" / "configs" / "synthetic.yaml", ["teacher.data=day"])
+
+
+@pytest.mark.parametrize("steps", [4, 8])
+def test_exchange_fires_in_training_whatever_the_run_length(tmp_path, steps):
+    """With AdamW the gamma sparsity runs as a proximal step whose total
+    (loss.gamma_prox_budget) is spread over the run's lr schedule, so the
+    designated halves become exchangeable in a short run as in a long one."""
+    cfg = tiny_config()
+    cfg["optim"].update(name="adamw", lr=0.003)
+    cfg["train"].update(max_steps=steps, eval_every=steps)
+    best = train(cfg, tmp_path, "csk")
+    fractions = best["exchanged_fraction"]
+    assert fractions["eo"]["all"] > 0.4 and fractions["ir"]["all"] > 0.4
+    assert max(v for stages in fractions.values() for v in stages.values()) <= 0.5  # only the designated halves
+    cfg["loss"]["gamma_l1_mode"] = "loss"  # CEN's loss term under AdamW: nothing moves far enough
+    assert train(cfg, tmp_path / "loss_term", "csk")["exchanged_fraction"]["eo"]["all"] == 0.0

@@ -48,11 +48,12 @@ LOSS_DEFAULTS = {
     # CEN's sparsity on the exchange BNs' gammas (see `gamma_proximal_step`):
     # "loss" adds gamma_l1 * L1 to the loss as CEN does (meaningful with SGD,
     # CEN's optimiser); "proximal" soft-thresholds the gammas after each
-    # optimiser step by gamma_prox_rate * lr (meant for Adam/AdamW); "auto"
-    # picks "loss" for optim.name=sgd and "proximal" otherwise.
+    # optimiser step, by gamma_prox_budget spread over the run along the lr
+    # schedule (meant for Adam/AdamW); "auto" picks "loss" for optim.name=sgd
+    # and "proximal" otherwise. gamma_l1 = 0 switches both off.
     "gamma_l1": 2e-4,
     "gamma_l1_mode": "auto",
-    "gamma_prox_rate": 1.0,
+    "gamma_prox_budget": 1.5,
 }
 GAMMA_L1_MODES = ("auto", "loss", "proximal")
 
@@ -212,7 +213,7 @@ def gamma_l1(backbone: ModalResNet) -> torch.Tensor:
 def gamma_proximal_step(backbone: ModalResNet, shrink: float) -> None:
     """CEN's L1 on the designated gammas as a proximal step outside the optimiser:
     gamma <- sign(gamma) * max(|gamma| - shrink, 0) (soft-thresholding), after
-    each optimiser step, with shrink = loss.gamma_prox_rate * current lr.
+    each optimiser step (shrink schedule below).
 
     Why not the loss term: CEN adds lambda * L1 (lambda = 2e-4) to the loss and
     trains with SGD, where the L1 subgradient moves a gamma by lr * lambda per
@@ -227,19 +228,26 @@ def gamma_proximal_step(backbone: ModalResNet, shrink: float) -> None:
 
     The proximal step applies the penalty in the optimiser's own units instead:
     Adam moves a parameter by at most ~lr per step (lr * m/sqrt(v), the
-    gradient's signal-to-noise ratio), so shrinking by rate * lr per step means
-    a designated gamma survives only where the task's normalised gradient
-    consistently pushes it up by more than `rate`; a channel the task does not
-    need (noisy or absent gradient) drifts to zero and is then exchanged.
-    Soft-thresholding keeps zeroed gammas at zero (the task gradient alone
-    must lift them back), as the L1 proximal operator does, and follows the
-    lr schedule like every other update. rate = 1 is the largest drift that
-    Adam's normalised task update can still balance, and the smallest that
-    lets an unneeded gamma travel from its initial 1 to the threshold within
-    the synthetic run (the poly-decayed lr sums to ~1.2 over 768 steps; at
-    rate 0.5 the budget, 0.6, never reaches it). Measured on the synthetic
-    config (AdamW, 768 steps, rate 1): the first channels cross the threshold
-    near step 400 and by step ~560 nearly all designated channels (48% of each
+    gradient's signal-to-noise ratio), so the sparsity step shrinks by a
+    multiple of the current lr, and a designated gamma survives only where the
+    task's normalised gradient consistently pushes it up harder; a channel the
+    task does not need (noisy or absent gradient) drifts to zero and is then
+    exchanged. Soft-thresholding keeps zeroed gammas at zero (the task gradient
+    alone must lift them back), as the L1 proximal operator does.
+
+    Schedule: the training loop uses shrink_t = budget * lr_t / sum_s(lr_s)
+    (loss.gamma_prox_budget, default 1.5): the total distance the step can
+    move a gamma over the run is fixed, spread along the lr schedule, so the
+    penalty has the same effect at any run length (a fixed per-step rate does
+    not: at rate * lr the synthetic 768-step run sums to 1.2 * rate, a 384-step
+    one to half that, and gammas starting at 1 never reach the 2e-2 threshold).
+    With 1.5 an unneeded gamma starting at 1 (our init; ImageNet's are
+    smaller) reaches the threshold after ~2/3 of the lr mass, leaving the rest
+    of the run to adapt to the exchanged channels; per step that is 1.2 x lr
+    on the synthetic config (768 steps of AdamW at 3e-3, poly 0.9), slightly
+    more than Adam's normalised task update can hold up. Measured there (an
+    earlier run at 1.0 x lr): the first channels cross the threshold near step
+    400 and by step ~560 nearly all designated channels (48% of each
     modality's exchange-BN channels) are exchanged; the task gradient rarely
     holds a designated gamma up. Reconstruction: CEN's code has no such step;
     it is our translation of its SGD L1 to Adam.

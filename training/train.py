@@ -197,14 +197,13 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
 
     model = build_model(cfg["model"])
     teacher = load_teacher(cfg, dev) if stage == "csk" else None
-    prox_rate = 0.0  # CEN's gamma sparsity as a proximal step after each optimiser step (losses.gamma_proximal_step)
+    use_prox, prox_per_lr = False, 0.0  # CEN's gamma sparsity as a proximal step (losses.gamma_proximal_step)
     exchange_on = stage == "csk" and cfg["model"]["exchange"]
     if stage == "csk":
         channels = (teacher.backbone.out_channels, teacher.cfg["aspp_channels"]) if teacher else None
         loss_cfg = dict(cfg["loss"], gamma_l1_mode=resolve_gamma_l1_mode(cfg["loss"], cfg["optim"]["name"]))
         objective = CskObjective(model, loss_cfg, channels)
-        if exchange_on and loss_cfg["gamma_l1_mode"] == "proximal" and loss_cfg["gamma_l1"] > 0:
-            prox_rate = loss_cfg["gamma_prox_rate"]
+        use_prox = exchange_on and loss_cfg["gamma_l1_mode"] == "proximal" and loss_cfg["gamma_l1"] > 0
         eval_modes = ("fused", "ir_only")  # the node serves both: best.pt is chosen on their mean mIoU
     else:
         objective = SupervisedObjective(model)
@@ -222,6 +221,8 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
         return max(0.0, 1 - s / max_steps) ** power
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+    if use_prox:  # shrink_t = budget * lr_t / sum of the run's lr schedule
+        prox_per_lr = cfg["loss"]["gamma_prox_budget"] / (cfg["optim"]["lr"] * sum(poly(s) for s in range(max_steps)))
     use_amp = device == "cuda" and tcfg["amp"]
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -287,8 +288,8 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
                 nn.utils.clip_grad_norm_(objective.parameters(), tcfg["grad_clip"])
             scaler.step(optimizer)
             scaler.update()
-            if prox_rate:
-                gamma_proximal_step(model.backbone, prox_rate * optimizer.param_groups[0]["lr"])
+            if prox_per_lr:
+                gamma_proximal_step(model.backbone, prox_per_lr * optimizer.param_groups[0]["lr"])
             scheduler.step()
             step += 1
             bar.update(1)
