@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 OK, WARN, ERROR = 0, 1, 2
+#: a loss WARN needs at least this many lost frames in the window as well as the fraction: right after a
+#: start, one late frame among ten would otherwise read as 10 % loss
+MIN_LOST_FOR_WARN = 3
 PROFILE_HINT = ("load the shipped Fast DDS profile (config/fastdds_large_frames.xml, "
                 "FASTDDS_DEFAULT_PROFILES_FILE) in the camera driver's process AND this node's, "
                 "or publish and subscribe with reliable QoS (node parameter qos: reliable)")
@@ -23,6 +26,8 @@ class StatusInputs:
     ir_rejected_reasons: str  # recent IR rejection reasons, "" if none
     eo_loss: float  # transport loss fractions (gaps in the stamps)
     ir_loss: float
+    eo_lost: int  # frames lost in the same window
+    ir_lost: int
     loss_warn_fraction: float
     qos: str  # the node's input QoS: sensor_data | reliable
     unpaired_fraction: float
@@ -43,13 +48,19 @@ def loss_warning(stream: str, loss: float, qos: str) -> str:
     return f"{stream} loses {100 * loss:.0f}% of its frames ({cause}); fix: {fix}"
 
 
+def lossy(fraction: float, lost: int, limit: float) -> bool:
+    """The loss WARN rule: above the fraction limit AND at least MIN_LOST_FOR_WARN frames lost."""
+    return fraction > limit and lost >= MIN_LOST_FOR_WARN
+
+
 def assess(s: StatusInputs) -> tuple[int, str]:
     if s.ir_dead and s.ir_rejected_reasons:
         return ERROR, f"IR messages arrive but are rejected ({s.ir_rejected_reasons}): no masks"
     if s.ir_dead:
         return ERROR, f"no IR input ({s.ir_dead_reason}): no masks are published"
-    warnings = [loss_warning(name, loss, s.qos) for name, loss in (("IR", s.ir_loss), ("EO", s.eo_loss))
-                if loss > s.loss_warn_fraction]
+    warnings = [loss_warning(name, loss, s.qos) for name, loss, lost in (("IR", s.ir_loss, s.ir_lost),
+                                                                          ("EO", s.eo_loss, s.eo_lost))
+                if lossy(loss, lost, s.loss_warn_fraction)]
     if s.unpaired_fraction > s.unpaired_warn_fraction:
         warnings.append(f"{100 * s.unpaired_fraction:.0f}% of recent IR frames had no EO partner within "
                         "sync_slop_s: those ran IR-only")

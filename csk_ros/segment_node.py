@@ -42,7 +42,7 @@ from .image_conversion import ImageDecodeError, array_to_image, to_ir8, to_rgb8
 from .meters import RateMeter, percentiles
 from .mode_report import ModeAnnouncer
 from .node_config import PARAMS, NodeConfig, build_config
-from .node_status import StatusInputs, assess
+from .node_status import StatusInputs, assess, lossy
 from .pairing import EoBuffer, PairDecision, PairStatus, decide_pairing
 from .stream_loss import StreamLossEstimator
 
@@ -346,8 +346,9 @@ class SegmentNode(Node):
     def _alarms(self) -> tuple[bool, bool, bool]:
         """(IR stale, EO loss above the WARN level, IR loss above it). Call with the lock held."""
         limit = self.config.loss_warn_fraction
+        eo, ir = self.eo_loss.report(), self.ir_loss.report()
         return (self.health.decide(self._ros_now()).mode == "no_input",
-                self.eo_loss.report().loss_fraction > limit, self.ir_loss.report().loss_fraction > limit)
+                lossy(eo.loss_fraction, eo.lost, limit), lossy(ir.loss_fraction, ir.lost, limit))
 
     def _watch_errors(self) -> None:
         """Publish /diagnostics at once when an alarm (IR stale, transport loss) starts or ends, not at the next
@@ -409,6 +410,7 @@ class SegmentNode(Node):
         level, message = assess(StatusInputs(
             ir_dead=ir_dead, ir_dead_reason=decision.reason, ir_rejected_reasons=ir_rejected,
             eo_loss=loss["eo"].loss_fraction, ir_loss=loss["ir"].loss_fraction,
+            eo_lost=loss["eo"].lost, ir_lost=loss["ir"].lost,
             loss_warn_fraction=cfg.loss_warn_fraction, qos=cfg.qos, unpaired_fraction=unpaired,
             unpaired_warn_fraction=UNPAIRED_WARN_FRACTION, mode=mode, reason=reason))
         status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",
