@@ -12,6 +12,7 @@ One command trains and evaluates, for every seed:
     no_contrastive  csk_full with loss.contrastive=0
     no_exchange     csk_full with model.exchange=false
     no_gsu          csk_full with model.gsu=false
+    no_ir_only_kd   csk_full without the KD terms into the IR-only pass (kd_*_ir_only=0)
   setting ``low_data`` (data.num_train=128): eo_teacher, ir_baseline, csk_full
 
 The CSK-Net runs need the EO teacher of the same seed and setting: it is
@@ -33,7 +34,7 @@ Settings of the full study (this file is the record):
              24 epochs), so it changes the data, not the compute; validation every
              128 steps on 64 images
   seeds      0, 1, 2
-  runs       3 seeds x (8 + 3) = 33 trainings
+  runs       3 seeds x (9 + 3) = 36 trainings
   time       measured on this machine's 2 CPU cores: DeepLabV3 0.077 s/step (idle, 2
              threads); CSK-Net costs 3.3x a DeepLabV3 step (single-thread CPU time with
              the objective of 2026-11-25: two passes, KD into the IR-only pass) ->
@@ -112,6 +113,9 @@ VARIANTS = {
     "no_exchange": Variant("CSK-Net, no exchange", "csk", ("model.exchange=false",), ("fused", "ir_only"),
                            teacher=True),
     "no_gsu": Variant("CSK-Net, no GSU", "csk", ("model.gsu=false",), ("fused", "ir_only"), teacher=True),
+    "no_ir_only_kd": Variant("CSK-Net, KD into the fused pass only", "csk",
+                             ("loss.kd_feature_ir_only=0", "loss.kd_logit_ir_only=0"), ("fused", "ir_only"),
+                             teacher=True),
 }
 # Loss keys that start with kd_ but configure KD rather than weigh a term.
 KD_SETTINGS = ("temperature", "confidence", "threshold")
