@@ -43,11 +43,11 @@ PROFILES = {
     "hd16_jpeg": ("1280x720", "mono16_640x512", "compressed"),
 }
 DDS = ("shipped", "node_only", "large_data", "none")
+DDS_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS")
 
 
 def dds_env(base: dict, dds: str, role: str) -> dict:
-    env = {k: v for k, v in base.items() if k not in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
-                                                       "FASTDDS_BUILTIN_TRANSPORTS")}
+    env = {k: v for k, v in base.items() if k not in DDS_VARS}
     if dds == "shipped" or (dds == "node_only" and role == "node"):
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE_XML)
     elif dds == "large_data":
@@ -106,8 +106,9 @@ def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seco
     masks_fused, masks_ir = int(last.get("masks_fused", 0)), int(last.get("masks_ir_only", 0))
     eo_rx, ir_rx = int(last["eo_received"]), int(last["ir_received"])
     return {
-        "profile": profile, "node_qos": node_qos or "sensor_data (default)", "node_params": node_params or {}, "load_avg_1min": os.getloadavg()[0],
-        "eo": eo_size, "ir": ir_kind, "transport": transport, "publisher_qos": qos, "dds": dds,
+        "profile": profile, "node_qos": node_qos or "sensor_data (default)", "node_params": node_params or {},
+        "load_avg_1min": os.getloadavg()[0], "eo": eo_size, "ir": ir_kind, "transport": transport,
+        "publisher_qos": qos, "dds": dds,
         "payload_bytes": sent["payload_bytes"], "publisher_late_ticks": sent["late_ticks"],
         "eo_sent": len(sent["eo_stamps"]), "ir_sent": len(sent["ir_stamps"]), "eo_received": eo_rx,
         "ir_received": ir_rx, "masks": masks_fused + masks_ir, "masks_fused": masks_fused,
@@ -115,7 +116,8 @@ def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seco
         "ir_dropped_by_node": int(last.get("ir_dropped", 0)),
         "fused_fraction": masks_fused / max(1, masks_fused + masks_ir),
         "mode_switches_after_first_fused": len(switches), "mode_messages": modes,
-        "eo_loss_fraction_node": float(last["eo_loss_fraction"]), "ir_loss_fraction_node": float(last["ir_loss_fraction"]),
+        "eo_loss_fraction_node": float(last["eo_loss_fraction"]),
+        "ir_loss_fraction_node": float(last["ir_loss_fraction"]),
         "loss_warn_after_s": loss_warn, "last_message": diags[-1][2],
         "overhead_ms_p50": float(last["overhead_ms_p50"]), "overhead_ms_p95": float(last["overhead_ms_p95"]),
         "eo_decode_ms_p50": float(last["eo_decode_ms_p50"]), "ir_decode_ms_p50": float(last["ir_decode_ms_p50"]),
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS / "camera_profiles.json"))
     args = p.parse_args(argv)
     base_env = loopback_ros_env()
-    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS"):
+    for key in DDS_VARS:
         os.environ.pop(key, None)  # the observer stays on Fast DDS defaults
     base_env = {k: v for k, v in base_env.items()}
     node_params = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.node_param)}
@@ -152,8 +154,10 @@ def main(argv=None) -> int:
                   for q in args.qos.split(",")]
         for k, (profile, qos, dds) in enumerate(combos, 1):
             print(f"[{k}/{len(combos)}] {profile} publisher {qos} dds {dds} ...", flush=True)
-            rows.append(run_row(bundle, base_env, profile, qos, dds, args.seconds, args.rate, work, args.node_qos, node_params))
-    headers = ["profile", "transport", "pub QoS", "node QoS", "DDS", "EO rx/sent", "IR rx/sent", "masks/IR rx", "fused %",
+            rows.append(run_row(bundle, base_env, profile, qos, dds, args.seconds, args.rate, work, args.node_qos,
+                                node_params))
+    headers = ["profile", "transport", "pub QoS", "node QoS", "DDS", "EO rx/sent", "IR rx/sent", "masks/IR rx",
+               "fused %",
                "switches", "EO loss", "IR loss", "WARN s", "overhead p50/p95 ms", "EO dec p50", "IR dec p50",
                "node CPU %", "load"]
     table = []

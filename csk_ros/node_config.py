@@ -38,7 +38,8 @@ PARAMS = (
               ("sensor_data", "reliable")),
     ParamSpec("qos_depth", 5, "Input subscription queue depth.", min_value=1, max_value=100),
     ParamSpec("eo_transport", "raw", "EO input: raw (sensor_msgs/Image on eo/image) or compressed "
-              "(sensor_msgs/CompressedImage, JPEG/PNG, on <resolved eo/image>/compressed, as image_transport names it).",
+              "(sensor_msgs/CompressedImage, JPEG/PNG, on <resolved eo/image>/compressed, as image_transport "
+              "names it).",
               ("raw", "compressed")),
     ParamSpec("ir_transport", "raw", "IR input: raw (sensor_msgs/Image on ir/image) or compressed "
               "(sensor_msgs/CompressedImage, PNG 8/16-bit, on <resolved ir/image>/compressed).", ("raw", "compressed")),

@@ -115,7 +115,8 @@ class SegmentNode(Node):
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.input_topics = {}
-        for stream, transport, callback in (("eo", cfg.eo_transport, self._on_eo), ("ir", cfg.ir_transport, self._on_ir)):
+        streams = (("eo", cfg.eo_transport, self._on_eo), ("ir", cfg.ir_transport, self._on_ir))
+        for stream, transport, callback in streams:
             # image_transport's convention: the compressed stream of base topic T is T/compressed,
             # with T resolved (remapped) first, so remapping eo/image moves both.
             topic = self.resolve_topic_name(f"{stream}/image")
