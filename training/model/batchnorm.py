@@ -29,14 +29,19 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def _add_fused_statistics(bn: nn.Module, num_features: int) -> None:
+    """The fused pass's running statistics (same state-dict keys for the plain and the SyncBN variant)."""
+    bn.register_buffer("fused_running_mean", torch.zeros(num_features))
+    bn.register_buffer("fused_running_var", torch.ones(num_features))
+    bn.in_fused_pass = False
+
+
 class TwoPassBatchNorm2d(nn.BatchNorm2d):
     """nn.BatchNorm2d with separate running statistics for the fused pass."""
 
     def __init__(self, num_features: int):
         super().__init__(num_features)
-        self.register_buffer("fused_running_mean", torch.zeros(num_features))
-        self.register_buffer("fused_running_var", torch.ones(num_features))
-        self.in_fused_pass = False
+        _add_fused_statistics(self, num_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.in_fused_pass:
@@ -52,9 +57,7 @@ class TwoPassSyncBatchNorm(nn.SyncBatchNorm):
 
     def __init__(self, num_features: int, process_group=None):
         super().__init__(num_features, process_group=process_group)
-        self.register_buffer("fused_running_mean", torch.zeros(num_features))
-        self.register_buffer("fused_running_var", torch.ones(num_features))
-        self.in_fused_pass = False
+        _add_fused_statistics(self, num_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.in_fused_pass:
