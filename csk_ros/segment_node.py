@@ -344,18 +344,18 @@ class SegmentNode(Node):
         self.pub_mode.publish(String(data=json.dumps(payload)))
         self.get_logger().info(f"mode -> {announcement.mode} ({announcement.reason})")
 
-    def _alarms(self) -> tuple[bool, bool, bool]:
-        """(IR stale, EO loss above the WARN level, IR loss above it). Call with the lock held."""
+    def _alarms(self, health_mode: str, eo, ir) -> tuple[bool, bool, bool]:
+        """(IR stale, EO loss above the WARN level, IR loss above it) from a decision and two LossReports."""
         limit = self.config.loss_warn_fraction
-        eo, ir = self.eo_loss.report(), self.ir_loss.report()
-        return (self.health.decide(self._ros_now()).mode == "no_input",
-                lossy(eo.loss_fraction, eo.lost, limit), lossy(ir.loss_fraction, ir.lost, limit))
+        return (health_mode == "no_input", lossy(eo.loss_fraction, eo.lost, limit),
+                lossy(ir.loss_fraction, ir.lost, limit))
 
     def _watch_errors(self) -> None:
         """Publish /diagnostics at once when an alarm (IR stale, transport loss) starts or ends, not at the next
         tick; at most every ALARM_REPUBLISH_S so a loss fraction hovering at the limit cannot flood the topic."""
         with self.lock:
-            alarms = self._alarms()
+            alarms = self._alarms(self.health.decide(self._ros_now()).mode, self.eo_loss.report(),
+                                  self.ir_loss.report())
         if alarms != self.alarms_published and time.monotonic() - self.last_diag_wall >= ALARM_REPUBLISH_S:
             self._on_diagnostics()
 
@@ -406,7 +406,7 @@ class SegmentNode(Node):
                 })
             values.update({f"rejected_{k}": str(v) for k, v in sorted(self.rejected.items())})
             values.update({k: str(v) for k, v in sorted(self.counts.items())})
-            self.alarms_published = self._alarms()
+            self.alarms_published = self._alarms(decision.mode, loss["eo"], loss["ir"])
             self.last_diag_wall = wall
         level, message = assess(StatusInputs(
             ir_dead=ir_dead, ir_dead_reason=decision.reason, ir_rejected_reasons=ir_rejected,
