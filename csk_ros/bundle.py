@@ -1,7 +1,10 @@
 """Model bundle: the contract between engines/ (writer) and csk_ros (reader).
 
 A bundle is a directory with `manifest.json`, `fused.onnx`, `ir_only.onnx`
-(optionally `eo_only.onnx`) and optional TensorRT `*.engine` files. This
+(optionally `eo_only.onnx`), optional INT8 QDQ versions of them (manifest key
+"quantized", written by `python -m engines.quantize`: explicitly quantised
+graphs that ONNX Runtime runs with INT8 kernels and TensorRT builds INT8
+engines from without a calibrator) and optional TensorRT `*.engine` files. This
 module reads and validates it without importing any inference library, so a
 bad bundle fails at start-up with a message that says what to fix.
 """
@@ -87,6 +90,7 @@ class Bundle:
     palette: tuple[tuple[int, int, int], ...]
     graphs: dict[str, GraphRecord]
     engines: list[EngineRecord] = field(default_factory=list)
+    quantized: dict[str, GraphRecord] = field(default_factory=dict)  # INT8 QDQ graphs, by graph name
 
     @property
     def thermal_scaling(self) -> dict:
@@ -94,6 +98,17 @@ class Bundle:
 
     def engines_for(self, graph: str) -> list[EngineRecord]:
         return [e for e in self.engines if e.graph == graph]
+
+    def source_graph(self, graph: str, precision: str) -> GraphRecord:
+        """The ONNX file an engine or session of `precision` is built from: the
+        INT8 QDQ graph when precision is "int8" and the bundle has one, else
+        the fp32 graph (TensorRT's fp16 and its implicit INT8 calibration
+        start from the float graph)."""
+        if precision == "int8" and graph in self.quantized:
+            return self.quantized[graph]
+        if graph not in self.graphs:
+            raise BundleError(f"{self.root / MANIFEST}: the bundle has no '{graph}' graph")
+        return self.graphs[graph]
 
 
 def _need(mapping: dict, key: str, kind, where: str):
@@ -147,24 +162,22 @@ def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
         raise BundleError(f"{where}: input size must be positive, got {height}x{width}")
     graphs = {}
     for name, rec in _need(manifest, "graphs", dict, where).items():
-        gwhere = f"{where} graphs.{name}"
-        if name not in GRAPH_INPUTS:
-            raise BundleError(f"{gwhere}: unknown graph (expected one of {sorted(GRAPH_INPUTS)})")
-        path = _inside(root, _need(rec, "file", str, gwhere), gwhere)
-        record = GraphRecord(name, path, _need(rec, "sha256", str, gwhere), tuple(_need(rec, "inputs", list, gwhere)),
-                             tuple(_need(rec, "outputs", list, gwhere)))
-        if record.inputs != GRAPH_INPUTS[name] or record.outputs != GRAPH_OUTPUTS:
-            raise BundleError(f"{gwhere}: I/O {record.inputs} -> {record.outputs} differs from the contract "
-                              f"{GRAPH_INPUTS[name]} -> {GRAPH_OUTPUTS}")
-        if not path.is_file():
-            raise BundleError(f"{gwhere}: graph file missing: {path}")
-        if verify_hashes and sha256_of(path) != record.sha256:
-            raise BundleError(f"{gwhere}: sha256 of {path.name} does not match the manifest (file changed or "
-                              "corrupt); re-export the bundle")
-        graphs[name] = record
+        graphs[name] = _graph_record(root, name, rec, f"{where} graphs.{name}", verify_hashes, "re-export the bundle")
     for name in REQUIRED_GRAPHS:
         if name not in graphs:
             raise BundleError(f"{where}: the bundle has no '{name}' graph, which the IR-only fallback needs")
+    quantized = {}
+    quantized_records = _need(manifest, "quantized", dict, where) if "quantized" in manifest else {}
+    for name, rec in quantized_records.items():  # optional: bundles from before engines.quantize have none
+        qwhere = f"{where} quantized.{name}"
+        if name not in graphs:
+            raise BundleError(f"{qwhere}: INT8 graph for {name!r}, which the bundle has no fp32 graph of "
+                              f"(graphs: {sorted(graphs)})")
+        precision = _need(rec, "precision", str, qwhere)
+        if precision != "int8":
+            raise BundleError(f"{qwhere}: precision must be 'int8', got {precision!r}")
+        quantized[name] = _graph_record(root, name, rec, qwhere, verify_hashes,
+                                        "re-run `python -m engines.quantize` on the bundle")
     try:  # checked here, before any backend is loaded, not on the first 16-bit frame
         ThermalScaling.from_dict(manifest.get("thermal_scaling"))
     except (TypeError, ValueError) as exc:
@@ -187,7 +200,25 @@ def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
         if engine.precision not in PRECISIONS:
             raise BundleError(f"{ewhere}: precision must be one of {PRECISIONS}, got {engine.precision!r}")
         engines.append(engine)
-    return Bundle(root, manifest, height, width, class_names, palette, graphs, engines)
+    return Bundle(root, manifest, height, width, class_names, palette, graphs, engines, quantized)
+
+
+def _graph_record(root: Path, name: str, rec: dict, where: str, verify_hashes: bool, fix: str) -> GraphRecord:
+    """One ONNX graph named by the manifest: inside the bundle, the I/O contract, present, hash matching."""
+    if name not in GRAPH_INPUTS:
+        raise BundleError(f"{where}: unknown graph (expected one of {sorted(GRAPH_INPUTS)})")
+    path = _inside(root, _need(rec, "file", str, where), where)
+    record = GraphRecord(name, path, _need(rec, "sha256", str, where), tuple(_need(rec, "inputs", list, where)),
+                         tuple(_need(rec, "outputs", list, where)))
+    if record.inputs != GRAPH_INPUTS[name] or record.outputs != GRAPH_OUTPUTS:
+        raise BundleError(f"{where}: I/O {record.inputs} -> {record.outputs} differs from the contract "
+                          f"{GRAPH_INPUTS[name]} -> {GRAPH_OUTPUTS}")
+    if not path.is_file():
+        raise BundleError(f"{where}: graph file missing: {path}")
+    if verify_hashes and sha256_of(path) != record.sha256:
+        raise BundleError(f"{where}: sha256 of {path.name} does not match the manifest (file changed or "
+                          f"corrupt); {fix}")
+    return record
 
 
 def engine_problems(engine: EngineRecord, bundle: Bundle, tensorrt_version: str, gpu_name: str,
@@ -196,7 +227,7 @@ def engine_problems(engine: EngineRecord, bundle: Bundle, tensorrt_version: str,
     tied to the TensorRT version and GPU they were built with, and to the
     ONNX graph they came from."""
     problems = []
-    graph = bundle.graphs[engine.graph]
+    graph = bundle.source_graph(engine.graph, engine.precision)  # an int8 engine comes from the QDQ graph
     if engine.onnx_sha256 != graph.sha256:
         problems.append(f"{engine.path.name} was built from a different {graph.path.name} (ONNX hash changed); "
                         "rebuild it with `python -m engines.build`")
