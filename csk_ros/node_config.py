@@ -53,6 +53,18 @@ PARAMS = (
               "cameras co-aligned (EO is only resized)."),
     ParamSpec("output_size", "ir", "Size of published masks: ir (IR image size, nearest-neighbour) or model.",
               ("ir", "model")),
+    ParamSpec("confidence_threshold", 0.0, "Confidence (0-1; ~/confidence / 255) below which a pixel is low-"
+              "confidence; published as vision_msgs/LabelInfo.threshold on ~/label_info.", min_value=0.0,
+              max_value=1.0),
+    ParamSpec("low_confidence_policy", "keep", "What ~/mask holds below confidence_threshold: keep (the class) or "
+              "unlabeled (the bundle's 'unlabeled' class id, else 255, which no planner class maps).",
+              ("keep", "unlabeled")),
+    ParamSpec("publish_points", False, "Publish ~/points, an organized semantic PointCloud2 at mask resolution, "
+              "from depth/image (16UC1 mm or 32FC1 m, registered to the IR camera) and ir/camera_info."),
+    ParamSpec("depth_min_m", 0.05, "Depth below this (m) is invalid: its point is NaN.", min_value=0.0,
+              max_value=1000.0),
+    ParamSpec("depth_max_m", 30.0, "Depth above this (m) is invalid: its point is NaN.", min_value=0.0,
+              max_value=1000.0),
     ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in ~/overlay.", min_value=0.0, max_value=1.0),
     ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics.", min_value=0.05, max_value=60.0),
     ParamSpec("hardware_id", "", "hardware_id reported in /diagnostics."),
@@ -109,6 +121,11 @@ class NodeConfig:
     output_size: str
     overlay_alpha: float
     diagnostics_period_s: float
+    confidence_threshold: float
+    low_confidence_policy: str
+    publish_points: bool
+    depth_min_m: float
+    depth_max_m: float
     hardware_id: str
     thermal_override: dict | None
     health: HealthParams = field(default_factory=HealthParams)
@@ -159,6 +176,9 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
     if full["sync_slop_s"] >= health.ir_timeout_s:
         raise ValueError(f"parameter 'sync_slop_s' ({full['sync_slop_s']}) must be below 'health.ir_timeout_s' "
                          f"({health.ir_timeout_s}): waiting for an EO partner must not outlast IR staleness")
+    if full["depth_min_m"] >= full["depth_max_m"]:
+        raise ValueError(f"parameter 'depth_min_m' ({full['depth_min_m']}) must be below 'depth_max_m' "
+                         f"({full['depth_max_m']})")
     thermal = None
     if full["thermal.mode"]:
         thermal = {k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("thermal.")}
@@ -172,5 +192,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         sync_slop_s=float(full["sync_slop_s"]), homography=parse_homography(full["eo_to_ir_homography"]),
         output_size=full["output_size"], overlay_alpha=float(full["overlay_alpha"]),
         diagnostics_period_s=float(full["diagnostics_period_s"]), hardware_id=full["hardware_id"],
+        confidence_threshold=float(full["confidence_threshold"]), low_confidence_policy=full["low_confidence_policy"],
+        publish_points=full["publish_points"], depth_min_m=float(full["depth_min_m"]),
+        depth_max_m=float(full["depth_max_m"]),
         thermal_override=thermal, health=health,
     )

@@ -38,7 +38,12 @@ T = TypeVar("T")
 #: boundary" and "a tie" are decided within 1 us.
 TIME_EPS = 1e-6
 
-__all__ = ["TIME_EPS", "EoBuffer", "PairStatus", "PairDecision", "decide_pairing"]
+__all__ = ["TIME_EPS", "EoBuffer", "PairStatus", "PairDecision", "decide_pairing", "stamp_seconds"]
+
+
+def stamp_seconds(stamp) -> float:
+    """builtin_interfaces/Time -> float seconds (the clock every pairing rule compares on)."""
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class EoBuffer(Generic[T]):

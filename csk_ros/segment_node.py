@@ -30,7 +30,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
 from .backends import load_bundle
@@ -39,21 +39,20 @@ from .compressed import compressed_to_ir8, compressed_to_rgb8
 from .frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
 from .health import EoHealthMonitor
 from .image_conversion import ImageDecodeError, array_to_image, to_ir8, to_rgb8
+from .labels import (apply_confidence_policy, class_list_json, label_info_message, load_label_info_types,
+                     unlabeled_id)
 from .meters import RateMeter, percentiles
 from .mode_report import ModeAnnouncer
 from .node_config import PARAMS, NodeConfig, build_config
 from .node_status import StatusInputs, assess, lossy
-from .pairing import EoBuffer, PairDecision, PairStatus, decide_pairing
+from .pairing import EoBuffer, PairDecision, PairStatus, decide_pairing, stamp_seconds
+from .points_output import PointsOutput
 from .stream_loss import StreamLossEstimator
 
 ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service"}
 UNPAIRED_WARN_FRACTION = 0.2  # diagnostics WARN when this share of recent masks lacked an EO partner
 HEALTH_WATCH_PERIOD_S = 0.05  # how often the alarms are checked, so an error is published at once
 ALARM_REPUBLISH_S = 0.2  # the fastest an alarm change re-publishes /diagnostics
-
-
-def stamp_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 @dataclass
@@ -111,8 +110,11 @@ class SegmentNode(Node):
         self.pub_conf = self.create_publisher(Image, "~/confidence", out_qos)
         self.pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
         self.pub_colored = self.create_publisher(Image, "~/colored_mask", out_qos)
-        self.pub_mode = self.create_publisher(String, "~/mode", QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_mode = self.create_publisher(String, "~/mode", latched)
+        self.unlabeled_id = unlabeled_id(bundle.class_names)
+        self._publish_labels(latched)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.input_topics = {}
         streams = (("eo", cfg.eo_transport, self._on_eo), ("ir", cfg.ir_transport, self._on_ir))
@@ -125,6 +127,16 @@ class SegmentNode(Node):
                 topic += "/compressed"
             self.input_topics[stream] = topic
             self.create_subscription(msg_type, topic, callback, input_qos)
+        self.points: PointsOutput | None = None
+        if cfg.publish_points:  # without it: no depth subscription, no per-frame cost
+            self.points = PointsOutput(cfg.depth_min_m, cfg.depth_max_m, cfg.sync_slop_s, self.clock_jump_s,
+                                       self.lock, self.rejected, self.counts, self.get_logger())
+            self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
+            self.input_topics["depth"] = self.resolve_topic_name("depth/image")
+            self.input_topics["camera_info"] = self.resolve_topic_name("ir/camera_info")
+            self.create_subscription(Image, self.input_topics["depth"], self.points.on_depth, input_qos)
+            self.create_subscription(CameraInfo, self.input_topics["camera_info"], self.points.on_camera_info,
+                                     input_qos)
         self.create_timer(cfg.diagnostics_period_s, self._on_diagnostics)
         self.create_timer(min(HEALTH_WATCH_PERIOD_S, cfg.diagnostics_period_s), self._watch_errors)
         self.worker = threading.Thread(target=self._work, name="csk_inference", daemon=True)
@@ -177,6 +189,8 @@ class SegmentNode(Node):
             self.get_logger().warning(f"clock jumped back {self.last_ros_now - now:.2f} s: resetting buffers")
             self.health.reset()
             self.eo_buffer.clear()
+            if self.points is not None:
+                self.points.reset()
             self.pending = None
             self.announcer.restart_timeline()
             self.counts["clock_resets"] += 1
@@ -245,6 +259,26 @@ class SegmentNode(Node):
     def _log_rejection(self, stream: str, exc: ImageDecodeError) -> None:
         self.get_logger().warning(f"dropped {stream} message ({exc.reason}): {exc}", throttle_duration_sec=5.0)
 
+    def _publish_labels(self, latched: QoSProfile) -> None:
+        """Latched class list: JSON on ~/classes everywhere, vision_msgs/LabelInfo on ~/label_info where the
+        package exists (Nav2's semantic layer uses no mask before a LabelInfo)."""
+        bundle, cfg = self.segmenter.bundle, self.config
+        self.pub_classes = self.create_publisher(String, "~/classes", latched)
+        self.pub_classes.publish(String(data=class_list_json(bundle.class_names, cfg.confidence_threshold,
+                                                             cfg.low_confidence_policy, bundle.palette)))
+        try:
+            types = load_label_info_types()
+        except ImportError as exc:
+            self.label_info_status = f"unavailable: {exc}"
+            self.get_logger().warning(f"~/label_info not published: {exc}")
+            return
+        self.pub_label_info = self.create_publisher(types[0], "~/label_info", latched)
+        header = self.get_clock().now().to_msg()
+        msg = label_info_message(types, bundle.class_names, cfg.confidence_threshold)
+        msg.header.stamp = header
+        self.pub_label_info.publish(msg)
+        self.label_info_status = "published"
+
     # ---------------------------------------------------------------- worker
     def _next_pair(self):
         """Block until an IR job is pending; return it with its EO partner (or None) and the mode."""
@@ -307,6 +341,8 @@ class SegmentNode(Node):
         t2 = time.monotonic()
         if self.config.output_size == "ir":
             mask, conf = resize_nearest(mask, job.ir.shape[:2]), resize_nearest(conf, job.ir.shape[:2])
+        mask = apply_confidence_policy(mask, conf, self.config.confidence_threshold,
+                                       self.config.low_confidence_policy, self.unlabeled_id)
         self.pub_mask.publish(array_to_image(mask, "mono8", job.header))
         self.pub_conf.publish(array_to_image(conf, "mono8", job.header))
         want_colored = self.pub_colored.get_subscription_count() > 0
@@ -319,7 +355,13 @@ class SegmentNode(Node):
                 base = resize_nearest(job.ir, mask.shape[:2])
                 self.pub_overlay.publish(array_to_image(overlay(base, colored, self.config.overlay_alpha), "bgr8",
                                                         job.header))
-        t3 = time.monotonic()
+        depth_wait_s = 0.0
+        if self.points is not None:
+            cloud, depth_wait_s = self.points.cloud_for(job.stamp, job.arrival_wall, mask, conf, job.header,
+                                                        lambda: self.running)
+            if cloud is not None:
+                self.pub_points.publish(cloud)
+        t3 = time.monotonic() - depth_wait_s
         with self.lock:
             self.counts[f"masks_{mode}"] += 1
             self.latency_ms.append((t2 - t1) * 1e3)
@@ -391,6 +433,7 @@ class SegmentNode(Node):
                 "eo_transport": cfg.eo_transport, "ir_transport": cfg.ir_transport,
                 "rejected_total": str(sum(self.rejected.values())),
                 "unpaired_fraction_recent": f"{unpaired:.3f}",
+                "label_info": self.label_info_status, "publish_points": str(cfg.publish_points).lower(),
             }
             for which, samples in self.latency_ms_by_mode.items():
                 m50, m95 = percentiles(samples)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from csk_ros.frames import resize_nearest
-from csk_ros.segment_node import stamp_seconds
+from csk_ros.pairing import stamp_seconds
 from csk_ros.stream_client import Driver, loopback_ros_env, start_node, stop_node
 
 from .data import generate_sample

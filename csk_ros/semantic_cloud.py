@@ -1,0 +1,150 @@
+"""Semantic point cloud: a depth image registered to the IR camera, back-projected
+through the IR intrinsics at the mask's resolution, with each point's class and
+confidence (pure numpy, no ROS; the message is built in `cloud_message`).
+
+Why organized and at mask resolution: Nav2's semantic segmentation layer walks
+the mask and the cloud with one pixel index and drops a frame whose cloud is
+not exactly width x height of the mask. Points whose depth is invalid (0, NaN,
+out of [min_m, max_m]) are NaN, as REP-118 clouds do, so that index stays
+aligned; consumers skip non-finite points.
+
+Point layout (16 bytes, little- or host-endian as flagged): x, y, z float32
+metres in the IR optical frame, class uint8 (the mask value), confidence uint8
+(0-255, the same scale as ~/confidence: one byte keeps 640x480 at 4.9 MB and
+needs no conversion), 2 bytes padding.
+"""
+
+from __future__ import annotations
+
+import array
+from dataclasses import dataclass
+
+import numpy as np
+
+POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "class", "confidence"],
+                        "formats": ["<f4", "<f4", "<f4", "u1", "u1"],
+                        "offsets": [0, 4, 8, 12, 13], "itemsize": 16})
+DEPTH_ENCODINGS = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}  # encoding -> metres per unit
+
+
+class DepthError(ValueError):
+    """A depth frame or camera_info the cloud cannot use; `reason` is the diagnostics counter key."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics of an image `width` x `height` (from CameraInfo.k)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @classmethod
+    def from_camera_info(cls, msg) -> Intrinsics:
+        k = [float(v) for v in msg.k]
+        width, height = int(msg.width), int(msg.height)
+        if len(k) != 9 or not np.all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0 or width <= 0 or height <= 0:
+            raise DepthError("bad_camera_info", f"camera_info needs a positive fx, fy and size, got k={k} "
+                                                f"{width}x{height}")
+        return cls(k[0], k[4], k[2], k[5], width, height)
+
+    def scaled(self, width: int, height: int) -> Intrinsics:
+        """The same camera seen at another resolution. Pixel centres map as
+        (u + 0.5) * s - 0.5, which keeps the optical axis where it was."""
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5,
+                          width, height)
+
+
+def depth_in_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
+    """float32 metres from a decoded 16UC1 (millimetres) or 32FC1 (metres) depth array."""
+    scale = DEPTH_ENCODINGS.get(encoding)
+    if scale is None or depth.ndim != 2:
+        raise DepthError("depth_encoding", f"depth must be 16UC1 (mm) or 32FC1 (m), got {encoding} "
+                                           f"with shape {depth.shape}")
+    if scale == 1.0:
+        return depth.astype(np.float32, copy=False)
+    return depth.astype(np.float32) * np.float32(scale)
+
+
+class SemanticCloudBuilder:
+    """Turns (depth in metres, mask, confidence) into the packed point array.
+
+    The per-pixel rays of one (intrinsics, size) are computed once and reused:
+    per frame the work is three multiplies, a validity mask and a packed copy.
+    """
+
+    def __init__(self, min_m: float = 0.05, max_m: float = 30.0):
+        if not 0.0 <= min_m < max_m:
+            raise ValueError(f"depth range must satisfy 0 <= min < max, got [{min_m}, {max_m}]")
+        self.min_m, self.max_m = float(min_m), float(max_m)
+        self._rays_key = None
+        self._rays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def rays(self, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+        """x/z and y/z of every pixel centre (float32, HxW)."""
+        if self._rays_key != intr:
+            u = (np.arange(intr.width, dtype=np.float64) - intr.cx) / intr.fx
+            v = (np.arange(intr.height, dtype=np.float64) - intr.cy) / intr.fy
+            self._rays = (np.broadcast_to(u.astype(np.float32), (intr.height, intr.width)).copy(),
+                          np.broadcast_to(v.astype(np.float32)[:, None], (intr.height, intr.width)).copy())
+            self._rays_key = intr
+        return self._rays
+
+    def build(self, depth_m: np.ndarray, camera: Intrinsics, mask: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """Packed HxW POINT_DTYPE array at the mask's size. `depth_m` must be registered to the camera that
+        `camera` describes (same size); it is resized to the mask with nearest neighbour, never interpolated
+        across depth edges."""
+        if depth_m.shape != (camera.height, camera.width):
+            raise DepthError("depth_size_mismatch", f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but the IR "
+                                                    f"camera_info is {camera.width}x{camera.height}: register depth "
+                                                    "to the IR camera (depth_image_proc/register)")
+        height, width = mask.shape
+        if confidence.shape != mask.shape:
+            raise ValueError(f"confidence {confidence.shape} and mask {mask.shape} differ")
+        if depth_m.shape != mask.shape:
+            # nearest = the source pixel holding each mask pixel's centre, the convention of Intrinsics.scaled
+            rows = ((2 * np.arange(height) + 1) * depth_m.shape[0]) // (2 * height)
+            cols = ((2 * np.arange(width) + 1) * depth_m.shape[1]) // (2 * width)
+            depth_m = depth_m[rows[:, None], cols[None, :]]
+        intr = camera if (camera.width, camera.height) == (width, height) else camera.scaled(width, height)
+        ray_x, ray_y = self.rays(intr)
+        z = np.array(depth_m, dtype=np.float32)  # a copy: invalid points are overwritten in place
+        with np.errstate(invalid="ignore"):
+            invalid = ~((z >= self.min_m) & (z <= self.max_m))  # NaN compares False: invalid too
+        z[invalid] = np.nan
+        points = np.empty((height, width), POINT_DTYPE)
+        np.multiply(ray_x, z, out=points["x"])
+        np.multiply(ray_y, z, out=points["y"])
+        points["z"] = z
+        points["class"] = mask
+        points["confidence"] = confidence
+        return points
+
+
+def cloud_message(points: np.ndarray, header):
+    """sensor_msgs/PointCloud2 (organized, is_dense False) from a packed POINT_DTYPE array."""
+    from sensor_msgs.msg import PointCloud2, PointField  # lazy: this module must import without ROS
+
+    kinds = {"<f4": PointField.FLOAT32, "|u1": PointField.UINT8}
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = int(points.shape[0]), int(points.shape[1])
+    msg.fields = [PointField(name=name, offset=int(offset), datatype=kinds[points.dtype.fields[name][0].str],
+                             count=1) for name, (_, offset) in sorted(POINT_DTYPE.fields.items(),
+                                                                      key=lambda f: f[1][1])]
+    msg.is_bigendian = False  # POINT_DTYPE is little-endian on every host
+    msg.point_step = POINT_DTYPE.itemsize
+    msg.row_step = msg.point_step * msg.width
+    msg.is_dense = False
+    data = array.array("B")
+    data.frombytes(np.ascontiguousarray(points).view(np.uint8).reshape(-1))  # one memcpy, rclpy's fast path
+    msg.data = data
+    return msg
