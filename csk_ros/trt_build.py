@@ -19,8 +19,22 @@ docs/operators.md and ModelImporter.cpp for the parser's UINT8 rule):
   support UINT8 types for intermediate tensors"). Our graphs must Cast a uint8
   input to float before any other op touches it; `uint8_intermediate_problems`
   checks that without TensorRT;
-- INT8 through a calibrator (implicit quantization) still works in TensorRT 10
-  but is deprecated since 10.1 in favour of explicit Q/DQ quantization.
+- INT8 from a Q/DQ graph (explicit quantization; the bundle's "quantized"
+  records) needs no calibrator: the scales are in the graph. TensorRT 10
+  builds it weakly typed with the INT8 and FP16 flags (Q/DQ regions in INT8,
+  the rest free to run in FP16); TensorRT 11, which has no precision flags,
+  builds it strongly typed (the rest runs in the graph's float type);
+- INT8 through a calibrator (implicit quantization) is the FALLBACK for bundles
+  without a Q/DQ graph and works on TensorRT 10 only (deprecated since 10.1,
+  removed in 11). Calibration batches are float32 for our uint8 inputs: TensorRT
+  reads prod(shape) * 4 bytes per input (Polygraphy converts calibration data
+  to float32 for the same reason); an exception in get_batch would end
+  calibration early without an error, so the calibrator counts its batches and
+  the build fails when it got fewer than it was given;
+- cuda-python's major version must match the CUDA of the driver: JetPack 6 is
+  CUDA 12.6, where cuda-python 13 (cuda-bindings 13: needs driver >= 580, no
+  `cuda.cudart`) fails at start-up; pin `cuda-python<13` there
+  (CUDA_PYTHON_PINS).
 """
 
 from __future__ import annotations
@@ -37,11 +51,14 @@ import numpy as np
 from .bundle import (GRAPH_INPUTS, GRAPH_OUTPUTS, MANIFEST, PRECISIONS, Bundle, BundleError, EngineRecord,
                      atomic_write_bytes, engine_problems, load_manifest, sha256_of, write_manifest)
 
-INSTALL_HINT = ("install the TensorRT Python bindings and cuda-python: `pip install tensorrt-cu12 cuda-python` "
-                "on a desktop/server GPU, or on Jetson the JetPack package `python3-libnvinfer` "
-                "(apt) plus `pip install cuda-python` matching JetPack's CUDA")
-TORCH_TRT_INSTALL_HINT = ("install Torch-TensorRT matching your torch and CUDA (`pip install torch-tensorrt`; on "
-                          "Jetson use NVIDIA's JetPack wheels), or build with --via tensorrt from the bundle's ONNX")
+# cuda-python for each CUDA major version: cuda-python (cuda-bindings) 13 needs a driver >= 580 and
+# dropped `cuda.cudart`, so CUDA 12 machines (JetPack 6.x: CUDA 12.6) must stay on 12.x.
+CUDA_PYTHON_PINS = {12: "cuda-python>=12.6,<13", 13: "cuda-python>=13,<14"}
+INSTALL_HINT = ("install the TensorRT Python bindings and cuda-python matching the CUDA major version: "
+                f"`pip install tensorrt-cu12 '{CUDA_PYTHON_PINS[12]}'` on a CUDA 12 desktop/server GPU; on Jetson "
+                f"the JetPack package `python3-libnvinfer` (apt) plus `pip install '{CUDA_PYTHON_PINS[12]}'` on "
+                f"JetPack 6 (CUDA 12.6) or `pip install '{CUDA_PYTHON_PINS[13]}'` on JetPack 7 (CUDA 13); "
+                "scripts/deploy_jetson.sh does this")
 DEFAULT_WORKSPACE_MB = 1024
 DEFAULT_CALIB_IMAGES = 300
 ENGINE_DTYPE = "uint8"  # every I/O tensor of our graphs (contract 3)
@@ -80,7 +97,8 @@ def cuda_check(result, what: str = "CUDA call"):
         result = (result,)
     err, values = result[0], result[1:]
     if int(err) != 0:
-        raise RuntimeError(f"{what} failed: {err}")
+        name = getattr(err, "name", None)  # cuda-python's error enums: the name says what went wrong
+        raise RuntimeError(f"{what} failed: {name} ({int(err)})" if name else f"{what} failed: {err}")
     return values[0] if len(values) == 1 else values
 
 
@@ -110,14 +128,29 @@ def _short_version(trt_version: str) -> str:
     return ".".join(parts[:2]) if parts else "unknown"
 
 
-def engine_file_name(graph: str, precision: str, trt_version: str, gpu_name: str) -> str:
-    """`<graph>.<precision>.trt<major.minor>.<gpu slug>.engine`, e.g.
-    `ir_only.fp16.trt10.8.orin.engine` (full versions live in the manifest)."""
+def engine_file_name(graph: str, precision: str, trt_version: str, gpu_name: str, sm_count: int | None = None) -> str:
+    """`<graph>.<precision>.trt<major.minor>.<gpu slug>[-<N>sm].engine`, e.g.
+    `ir_only.fp16.trt10.3.orin-16sm.engine` (full versions live in the manifest).
+    The SM count tells apart Orin modules that report the same name (AGX Orin
+    64 GB: 16 SMs, 32 GB: 14, Orin NX / Nano: 4 to 8)."""
     if graph not in GRAPH_INPUTS:
         raise ValueError(f"unknown graph {graph!r} (expected one of {sorted(GRAPH_INPUTS)})")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return f"{graph}.{precision}.trt{_short_version(trt_version)}.{gpu_slug(gpu_name)}.engine"
+    sms = f"-{int(sm_count)}sm" if sm_count else ""
+    return f"{graph}.{precision}.trt{_short_version(trt_version)}.{gpu_slug(gpu_name)}{sms}.engine"
+
+
+def explicit_int8(bundle: Bundle, graph: str, precision: str) -> bool:
+    """True when an engine of `graph` at `precision` is built from the bundle's
+    Q/DQ graph (explicit quantization, no calibrator)."""
+    return precision == "int8" and graph in (getattr(bundle, "quantized", None) or {})
+
+
+def source_graph(bundle: Bundle, graph: str, precision: str):
+    """The ONNX record an engine of `graph` at `precision` is built from (and whose
+    hash its record carries): the Q/DQ graph for int8 when the bundle has one."""
+    return bundle.source_graph(graph, precision)
 
 
 def calibration_cache_path(bundle: Bundle, graph: str, template: str | None = None, shared: bool = False) -> Path:
@@ -178,10 +211,36 @@ def io_problems(actual: dict, expected: dict, where: str) -> list[str]:
     return problems
 
 
+def recorded_sm_count(bundle: Bundle, engine: EngineRecord) -> int | None:
+    """The SM count an engine record carries (None for records written before
+    csk_ros recorded it). Kept in the raw manifest: EngineRecord predates it."""
+    for rec in bundle.manifest.get("engines") or []:
+        if isinstance(rec, dict) and rec.get("file") == engine.path.name and rec.get("graph") == engine.graph:
+            value = rec.get("sm_count")
+            return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    return None
+
+
+def sm_count_problems(bundle: Bundle, engine: EngineRecord, sm_count: int | None) -> list[str]:
+    """Why `engine` does not fit a GPU with `sm_count` SMs (nothing to check when
+    the caller does not know the SM count)."""
+    if sm_count is None:
+        return []
+    recorded = recorded_sm_count(bundle, engine)
+    if recorded is None:
+        return [f"{engine.path.name} was recorded without the GPU's SM count (built by an older csk_ros; Jetson "
+                f"Orin modules share a name), this GPU has {sm_count} SMs; rebuild it here"]
+    if recorded != int(sm_count):
+        return [f"{engine.path.name} was built for a {engine.gpu_name} with {recorded} SMs, this one has "
+                f"{sm_count}; rebuild it here"]
+    return []
+
+
 def select_engine(bundle: Bundle, graph: str, trt_version: str, gpu_name: str, compute_capability: str,
-                  precision: str | None = None) -> tuple[EngineRecord | None, list[str]]:
+                  precision: str | None = None, sm_count: int | None = None) -> tuple[EngineRecord | None, list[str]]:
     """The engine record of `graph` that can run here (the most recently recorded
-    one, restricted to `precision` when given), or None and the reasons why none can."""
+    one, restricted to `precision` when given), or None and the reasons why none can.
+    With `sm_count`, the record must carry the same SM count."""
     problems, usable = [], None
     candidates = [e for e in bundle.engines_for(graph) if precision in (None, e.precision)]
     if not candidates:
@@ -190,6 +249,7 @@ def select_engine(bundle: Bundle, graph: str, trt_version: str, gpu_name: str, c
                         f"`python -m engines.build --bundle {bundle.root} --graphs {graph}`")
     for engine in candidates:
         found = engine_problems(engine, bundle, trt_version, gpu_name, compute_capability)
+        found += sm_count_problems(bundle, engine, sm_count)
         if found:
             problems.extend(found)
         else:
@@ -199,18 +259,22 @@ def select_engine(bundle: Bundle, graph: str, trt_version: str, gpu_name: str, c
 
 def rebuild_precision(bundle: Bundle, graph: str, precision: str | None = None) -> str:
     """Precision for an automatic rebuild: the one asked for, else that of the newest
-    recorded engine of the graph, else fp16. INT8 is never chosen implicitly: it
-    needs calibration images, which a node starting up does not have."""
+    recorded engine of the graph, else fp16. INT8 is chosen implicitly only when
+    the bundle has the graph's Q/DQ version (explicit quantization); calibrator
+    INT8 needs calibration images, which a node starting up does not have."""
     if precision:
         return precision
-    previous = [e.precision for e in bundle.engines_for(graph) if e.precision != "int8"]
+    previous = [e.precision for e in bundle.engines_for(graph)
+                if e.precision != "int8" or explicit_int8(bundle, graph, "int8")]
     return previous[-1] if previous else "fp16"
 
 
 def uint8_intermediate_problems(onnx_path) -> list[str] | None:
     """TensorRT pre-flight without TensorRT: nodes that produce a uint8 tensor which
-    is not a graph output (the ONNX parser rejects those). None when the `onnx`
-    package is not installed (check skipped)."""
+    is not a graph output (the ONNX parser rejects those), and Casts to uint8 from
+    anything but float / half (TensorRT 10.3's ICastLayer converts to UINT8 only
+    from FLOAT or HALF: an int64 ArgMax must go through float). None when the
+    `onnx` package is not installed (check skipped)."""
     try:
         import onnx
     except ImportError:
@@ -229,7 +293,15 @@ def uint8_intermediate_problems(onnx_path) -> list[str] | None:
                 types[node.output[0]] = to
     outputs = {o.name for o in graph.output}
     problems = []
+    castable = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
     for node in graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+        source = types.get(node.input[0]) if node.input else None
+        if to == onnx.TensorProto.UINT8 and source is not None and source not in castable:
+            problems.append(f"{Path(onnx_path).name}: node '{node.name or node.op_type}' casts "
+                            f"{onnx.TensorProto.DataType.Name(source)} tensor '{node.input[0]}' to uint8; TensorRT "
+                            "10.3 casts to UINT8 only from FLOAT or HALF, so cast through float (e.g. "
+                            "`mask.float().to(torch.uint8)` in engines/graphs.py) and re-export")
         for tensor in node.output:
             if tensor and tensor not in outputs and types.get(tensor) == onnx.TensorProto.UINT8:
                 problems.append(f"{Path(onnx_path).name}: node '{node.name or node.op_type}' ({node.op_type}) "
@@ -258,22 +330,40 @@ def format_parser_error(error) -> str:
 
 
 def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WORKSPACE_MB,
-                       calibrator=None, log=print) -> bytes:
-    """Parse the ONNX graph and build a serialized engine (the bytes of a .engine file)."""
+                       calibrator=None, log=print, quantized: bool = False) -> bytes:
+    """Parse the ONNX graph and build a serialized engine (the bytes of a .engine file).
+
+    precision int8: `quantized=True` means `onnx_path` is a Q/DQ graph (explicit
+    quantization, no calibrator): TensorRT 10 gets the INT8 + FP16 flags (weak
+    typing: Q/DQ regions run in INT8, everything else may run in FP16); a
+    TensorRT without precision flags (11) gets a strongly typed network instead.
+    Otherwise `calibrator` (make_entropy_calibrator) is required: the TensorRT-10-
+    only fallback for bundles without Q/DQ graphs."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "int8" and calibrator is None:
-        raise ValueError("INT8 needs a calibrator (real EO/IR images): see make_entropy_calibrator")
+    if precision == "int8" and calibrator is None and not quantized:
+        raise ValueError("INT8 needs the bundle's Q/DQ graph (python -m engines.quantize) or, on TensorRT 10 only, "
+                         "a calibrator on real EO/IR images: see make_entropy_calibrator")
     trt = import_tensorrt()
-    flags = {"fp16": ("FP16",), "int8": ("FP16", "INT8")}.get(precision, ())
-    missing = [f for f in flags if not hasattr(trt.BuilderFlag, f)]
-    if missing or (precision == "int8" and not hasattr(trt, "IInt8EntropyCalibrator2")):
+    weak_flags = {"fp16": ("FP16",), "int8": ("FP16", "INT8")}.get(precision, ())
+    missing = [f for f in weak_flags if not hasattr(trt.BuilderFlag, f)]
+    strongly_typed = precision == "int8" and quantized and bool(missing)
+    if strongly_typed:
+        flag = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None)
+        if flag is None:
+            raise EngineBuildError(f"TensorRT {trt.__version__} has neither INT8/FP16 builder flags nor strongly "
+                                   "typed networks; use TensorRT 10 or later")
+        network_flags, flags = 1 << int(flag), ()
+    elif missing or (precision == "int8" and not quantized and not hasattr(trt, "IInt8EntropyCalibrator2")):
         raise EngineBuildError(f"TensorRT {trt.__version__} has no {'/'.join(missing) or 'calibrator'} builder "
                                "precision flag (TensorRT 11 removed weak typing and calibrator INT8): build fp32 "
-                               "here, or use TensorRT 10 (JetPack 6) for fp16/int8 engines")
+                               "here, INT8 from the bundle's Q/DQ graph (python -m engines.quantize), or use "
+                               "TensorRT 10 (JetPack 6) for fp16 engines")
+    else:
+        network_flags, flags = 0, weak_flags  # TensorRT 10: explicit batch always; no flag needed
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch always; no flag needed
+    network = builder.create_network(network_flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [format_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -283,15 +373,24 @@ def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WO
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     for flag in flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
-    if precision == "int8":
-        config.int8_calibrator = calibrator  # implicit quantization: deprecated since 10.1, still supported
+    if precision == "int8" and not quantized:
+        if log:
+            log(f"{Path(onnx_path).name}: INT8 by calibration (implicit quantization) is the TensorRT-10-only "
+                "fallback for bundles without a Q/DQ graph; `python -m engines.quantize` adds one")
+        config.int8_calibrator = calibrator  # deprecated since 10.1, removed in 11
+    elif strongly_typed and log:
+        log(f"{Path(onnx_path).name}: strongly typed build (TensorRT {trt.__version__} has no precision flags): "
+            "Q/DQ regions run in INT8, the rest in the graph's float type")
     started = time.monotonic()
     serialized = builder.build_serialized_network(network, config)
+    if precision == "int8" and not quantized and hasattr(calibrator, "verify"):
+        calibrator.verify()  # fewer batches than given, or an exception inside get_batch: fail loudly
     if serialized is None:
         raise EngineBuildError(f"TensorRT could not build an engine from {onnx_path} ({precision}); its log "
                                "above says why (unsupported layer, too little workspace, ...)")
     if log:
-        log(f"built {Path(onnx_path).name} ({precision}) in {time.monotonic() - started:.0f} s")
+        how = " from Q/DQ scales" if quantized and precision == "int8" else ""
+        log(f"built {Path(onnx_path).name} ({precision}{how}) in {time.monotonic() - started:.0f} s")
     return bytes(serialized)
 
 
@@ -321,34 +420,45 @@ def engine_io(trt, engine) -> dict[str, tuple[str, tuple[int, ...], str]]:
 # --------------------------------------------------------------------------- manifest
 
 def record_engine(bundle_dir, graph: str, file_name: str, precision: str, onnx_sha256: str, engine_sha256: str,
-                  tensorrt_version: str, gpu_name: str, compute_capability: str, **extra) -> dict:
+                  tensorrt_version: str, gpu_name: str, compute_capability: str, sm_count: int | None = None,
+                  **extra) -> dict:
     """Add an engine record to manifest.json atomically, replacing any record for the
-    same graph + precision + GPU (one engine per graph, precision and GPU model).
-    The rewritten manifest is validated with load_manifest before this returns."""
+    same graph + precision + GPU (one engine per graph, precision and GPU model:
+    name and SM count). The rewritten manifest is validated with load_manifest
+    before this returns."""
     root = Path(bundle_dir).expanduser().resolve()
     load_manifest(root, verify_hashes=False)  # a valid bundle to start from
     manifest = json.loads((root / MANIFEST).read_text())
     record = dict(graph=graph, file=file_name, precision=precision, onnx_sha256=onnx_sha256, sha256=engine_sha256,
                   tensorrt_version=str(tensorrt_version), gpu_name=gpu_name,
                   compute_capability=str(compute_capability), **extra)
+    if sm_count is not None:
+        record["sm_count"] = int(sm_count)
     kept = [e for e in manifest.get("engines") or []
-            if not (e.get("graph") == graph and e.get("precision") == precision and e.get("gpu_name") == gpu_name)]
+            if not (e.get("graph") == graph and e.get("precision") == precision and e.get("gpu_name") == gpu_name
+                    and e.get("sm_count") == record.get("sm_count"))]
     manifest["engines"] = kept + [record]
     write_manifest(root, manifest)
     load_manifest(root, verify_hashes=False)
     return record
 
 
-def build_and_record(bundle: Bundle, graph: str, precision: str, runtime_info: tuple[str, str, str], build_fn,
+def build_and_record(bundle: Bundle, graph: str, precision: str, runtime_info: tuple, build_fn,
                      inspect_fn=None, log=print, **extra) -> EngineRecord:
-    """Build one engine with `build_fn(graph_record) -> bytes`, check its I/O with
+    """Build one engine with `build_fn(source_record) -> bytes`, check its I/O with
     `inspect_fn(bytes)` (when given), write it atomically into the bundle and record
-    it. Nothing is written unless the engine is complete and matches the contract."""
-    trt_version, gpu_name, compute_capability = runtime_info
-    record = bundle.graphs[graph]
+    it. `runtime_info` is (TensorRT version, GPU name, compute capability[, SM
+    count]). The source is the graph's Q/DQ record for int8 when the bundle has
+    one (explicit quantization), else the float graph; the engine record carries
+    its hash. Nothing is written unless the engine is complete and matches the contract."""
+    trt_version, gpu_name, compute_capability = runtime_info[:3]
+    sm_count = runtime_info[3] if len(runtime_info) > 3 else None
+    record = source_graph(bundle, graph, precision)
     if sha256_of(record.path) != record.sha256:
         raise BundleError(f"{record.path.name} changed since the manifest was written; re-export the bundle")
-    file_name = engine_file_name(graph, precision, trt_version, gpu_name)
+    file_name = engine_file_name(graph, precision, trt_version, gpu_name, sm_count)
+    if precision == "int8":
+        extra.setdefault("quantization", "explicit-qdq" if explicit_int8(bundle, graph, precision) else "calibrator")
     data = build_fn(record)
     if not data:
         raise EngineBuildError(f"building {file_name} produced no engine")
@@ -359,9 +469,12 @@ def build_and_record(bundle: Bundle, graph: str, precision: str, runtime_info: t
     atomic_write_bytes(bundle.root / file_name, data)
     record_engine(bundle.root, graph, file_name, precision, onnx_sha256=record.sha256,
                   engine_sha256=hashlib.sha256(data).hexdigest(), tensorrt_version=trt_version, gpu_name=gpu_name,
-                  compute_capability=compute_capability, built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  **extra)
-    bundle.engines[:] = load_manifest(bundle.root, verify_hashes=False).engines
+                  compute_capability=compute_capability, sm_count=sm_count,
+                  built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra)
+    fresh = load_manifest(bundle.root, verify_hashes=False)
+    bundle.engines[:] = fresh.engines
+    bundle.manifest.clear()
+    bundle.manifest.update(fresh.manifest)
     if log:
         log(f"wrote {bundle.root / file_name} ({len(data) / 2**20:.1f} MiB) and recorded it in {MANIFEST}")
     return next(e for e in bundle.engines if e.path.name == file_name)
@@ -480,23 +593,32 @@ def calibration_batches(images_dir, height: int, width: int, inputs: tuple[str, 
 
 
 def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, max_images: int = DEFAULT_CALIB_IMAGES):
-    """An instance of a trt.IInt8EntropyCalibrator2 subclass feeding real images.
+    """An instance of a trt.IInt8EntropyCalibrator2 subclass feeding real images:
+    the TensorRT-10-only fallback for bundles without a Q/DQ graph.
 
-    Notes on uint8 network inputs: TensorRT hands `get_batch` the names of the
-    network inputs and expects one device pointer each, holding a batch in the
-    input's own type and shape: here [1,H,W(,3)] uint8, i.e. the raw camera bytes
-    (the in-graph Cast + normalisation run during calibration like at run time,
-    so no float preprocessing happens here). The batch size is 1 (explicit batch;
-    get_batch_size is deprecated in TensorRT 10 and only has to agree). The cache
-    is written after calibration and reused on the next build if it exists."""
+    TensorRT hands `get_batch` the names of the network inputs and expects one
+    device pointer each, holding a batch of the input's shape in FLOAT32 for
+    every non-index input, uint8 ones included: prod(shape) * 4 bytes per input
+    (Polygraphy's calibrator converts inputs to float32 for this reason). So the
+    raw camera bytes are converted to float32 with the SAME values (0..255, no
+    normalisation: the in-graph Cast + normalisation run during calibration like
+    at run time). The batch size is 1 (explicit batch; get_batch_size is
+    deprecated in TensorRT 10 and only has to agree). The cache is written after
+    calibration and reused on the next build if it exists.
+
+    TensorRT swallows an exception raised inside get_batch and ends calibration
+    as if the data had run out, so get_batch keeps the exception and `verify()`
+    (build_engine_bytes calls it after the build) fails when calibration ran on
+    fewer batches than it was given."""
     trt = import_tensorrt()
     cudart = import_cudart()
     if not hasattr(trt, "IInt8EntropyCalibrator2"):
         raise EngineBuildError(f"TensorRT {trt.__version__} has no calibrator INT8 (removed in TensorRT 11): "
-                               "quantize the ONNX graph explicitly (Q/DQ) or use TensorRT 10")
+                               "build INT8 from the bundle's Q/DQ graph (python -m engines.quantize)")
     inputs = bundle.graphs[graph].inputs
     # The cache alone is enough for TensorRT; images are only listed when there is no cache.
     have_cache = Path(cache_path).is_file()
+    expected = 0 if have_cache else len(calibration_sources(images_dir, inputs, max_images))
     batches = iter(()) if have_cache else calibration_batches(
         images_dir, bundle.height, bundle.width, inputs, max_images, bundle.thermal_scaling)
     shapes = {k: v[1] for k, v in expected_io(bundle, graph).items() if v[0] == "input"}
@@ -505,20 +627,29 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.cache_path = Path(cache_path)
-            self.device = {n: cuda_check(cudart.cudaMalloc(int(np.prod(s))), "cudaMalloc") for n, s in shapes.items()}
-            self.count = 0
+            self.nbytes = {n: int(np.prod(s)) * np.dtype(np.float32).itemsize for n, s in shapes.items()}
+            self.device = {n: cuda_check(cudart.cudaMalloc(b), "cudaMalloc") for n, b in self.nbytes.items()}
+            self.expected, self.count, self.asked, self.error = expected, 0, 0, None
 
         def get_batch_size(self):
             return 1
 
         def get_batch(self, names):
-            feed = next(batches, None)
-            if feed is None:
+            self.asked += 1
+            try:
+                feed = next(batches, None)
+                if feed is None:
+                    return None
+                for name in names:
+                    array = np.ascontiguousarray(feed[name], dtype=np.float32)  # same values, float32
+                    if array.nbytes != self.nbytes[name]:
+                        raise ValueError(f"calibration input '{name}' has {array.nbytes} bytes, the engine input "
+                                         f"takes {self.nbytes[name]}")
+                    cuda_check(cudart.cudaMemcpy(self.device[name], array.ctypes.data, array.nbytes,
+                                                 cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
+            except Exception as exc:  # TensorRT would swallow it and stop calibrating: keep it for verify()
+                self.error = exc
                 return None
-            for name in names:
-                array = feed[name]
-                cuda_check(cudart.cudaMemcpy(self.device[name], array.ctypes.data, array.nbytes,
-                                             cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
             self.count += 1
             return [int(self.device[name]) for name in names]
 
@@ -528,6 +659,18 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
         def write_calibration_cache(self, cache):
             atomic_write_bytes(self.cache_path, bytes(cache))
 
+        def verify(self):
+            """Raise when calibration stopped early (see above); nothing to check when
+            TensorRT used the cache and never asked for a batch."""
+            if self.error is not None:
+                raise EngineBuildError(f"INT8 calibration of '{graph}' failed at batch {self.count + 1} of "
+                                       f"{self.expected}: {type(self.error).__name__}: {self.error}")
+            if self.asked and self.count < max(self.expected, 1):
+                why = ("its calibration cache was rejected and no images were given (pass --calib-images)"
+                       if not self.expected else "TensorRT stopped asking")
+                raise EngineBuildError(f"INT8 calibration of '{graph}' ran on {self.count} of {self.expected} "
+                                       f"batches: {why}")
+
         def free(self):
             for ptr in self.device.values():
                 cudart.cudaFree(ptr)
@@ -536,9 +679,10 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
     return EntropyCalibrator()
 
 
-__all__ = ["INSTALL_HINT", "TORCH_TRT_INSTALL_HINT", "DEFAULT_WORKSPACE_MB", "EngineBuildError", "import_tensorrt",
+__all__ = ["INSTALL_HINT", "CUDA_PYTHON_PINS", "DEFAULT_WORKSPACE_MB", "EngineBuildError", "import_tensorrt",
            "import_cudart", "cuda_check", "gpu_slug", "engine_file_name", "calibration_cache_path", "trtexec_command",
-           "expected_io", "io_problems", "select_engine", "rebuild_precision", "uint8_intermediate_problems",
+           "expected_io", "io_problems", "explicit_int8", "source_graph", "recorded_sm_count",
+           "sm_count_problems", "select_engine", "rebuild_precision", "uint8_intermediate_problems",
            "format_parser_error",
            "build_engine_bytes", "inspect_engine_bytes", "engine_io", "record_engine", "build_and_record",
            "calibration_sources", "calibration_batches", "make_entropy_calibrator"]

@@ -27,7 +27,8 @@ def mask_and_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     top, mask = logits.max(dim=1)
     confidence = torch.reciprocal(torch.exp(logits - top.unsqueeze(1)).sum(dim=1))
     confidence = torch.round(confidence * 255.0).clamp(0.0, 255.0)
-    return mask.to(torch.uint8), confidence.to(torch.uint8)
+    # int64 class ids -> float -> uint8: TensorRT 10.3 casts to UINT8 only from FLOAT / HALF
+    return mask.float().to(torch.uint8), confidence.to(torch.uint8)
 
 
 class DeployGraph(nn.Module):

@@ -98,7 +98,8 @@ def float_graph(graph: str, h: int, w: int, classes: int = 4, seed: int = 0) -> 
     init("zero", np.array(0.0, np.float32))
     nodes += [
         helper.make_node("ArgMax", ["logits"], ["ids"], axis=1, keepdims=0, name="argmax"),
-        helper.make_node("Cast", ["ids"], ["mask"], to=TensorProto.UINT8, name="mask_u8"),
+        helper.make_node("Cast", ["ids"], ["ids_f"], to=f32, name="ids_float"),  # TensorRT: uint8 only from float
+        helper.make_node("Cast", ["ids_f"], ["mask"], to=TensorProto.UINT8, name="mask_u8"),
         helper.make_node("ReduceMax", ["logits", "axes"], ["top"], keepdims=1, name="top"),
         helper.make_node("Sub", ["logits", "top"], ["shifted"], name="shift"),
         helper.make_node("Exp", ["shifted"], ["e"], name="exp"),
@@ -111,6 +112,37 @@ def float_graph(graph: str, h: int, w: int, classes: int = 4, seed: int = 0) -> 
     ]
     g = helper.make_graph(nodes, graph, inputs, [_u8("mask", [1, h, w]), _u8("confidence", [1, h, w])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def qdq_graph(graph: str, h: int, w: int, classes: int = 4, seed: int = 0) -> onnx.ModelProto:
+    """float_graph with explicit quantization: QuantizeLinear/DequantizeLinear (int8,
+    symmetric) on every conv input, as a Q/DQ export places them."""
+    model = float_graph(graph, h, w, classes, seed)
+    g = model.graph
+    g.initializer.extend([numpy_helper.from_array(np.array(2.0, np.float32), "q_scale"),
+                          numpy_helper.from_array(np.array(0, np.int8), "q_zero")])
+    for node in list(g.node):
+        if node.op_type == "Conv":
+            x = node.input[0]
+            at = list(g.node).index(node)
+            g.node.insert(at, helper.make_node("QuantizeLinear", [x, "q_scale", "q_zero"], [f"{x}_q"], name=f"q_{x}"))
+            g.node.insert(at + 1, helper.make_node("DequantizeLinear", [f"{x}_q", "q_scale", "q_zero"], [f"{x}_dq"],
+                                                   name=f"dq_{x}"))
+            node.input[0] = f"{x}_dq"
+    return model
+
+
+def add_qdq_records(bundle_root: Path, graphs=("fused", "ir_only")) -> None:
+    """Add the bundle's "quantized" records (csk_ros.bundle's contract) for Q/DQ versions of `graphs`."""
+    manifest = json.loads((bundle_root / "manifest.json").read_text())
+    h, w = manifest["input"]["height"], manifest["input"]["width"]
+    for graph in graphs:
+        path = bundle_root / f"{graph}.int8.onnx"
+        _save(qdq_graph(graph, h, w), path)
+        manifest.setdefault("quantized", {})[graph] = dict(manifest["graphs"][graph], file=path.name,
+                                                           sha256=sha256_of(path), precision="int8")
+    (bundle_root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    assert set(load_manifest(bundle_root).quantized) == set(graphs)
 
 
 def make_fake_bundle(root: Path, graphs=("fused", "ir_only"), h: int = H, w: int = W, make=identity_graph) -> Path:
@@ -329,6 +361,13 @@ def test_cuda_check():
     assert cuda_check((0,)) == ()
     with pytest.raises(RuntimeError, match="cudaMalloc failed: 2"):
         cuda_check((2, 0), "cudaMalloc")
+    import enum
+
+    class cudaError_t(enum.IntEnum):  # cuda-python's errors are enums: their name says what went wrong
+        cudaErrorInsufficientDriver = 35
+
+    with pytest.raises(RuntimeError, match=r"cudaGetDevice failed: cudaErrorInsufficientDriver \(35\)"):
+        cuda_check((cudaError_t.cudaErrorInsufficientDriver, 0), "cudaGetDevice")
 
 
 def test_format_parser_error():
@@ -374,6 +413,18 @@ def test_uint8_preflight_flags_uint8_ops_before_the_cast(tmp_path):
     _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
     (problem,) = uint8_intermediate_problems(path)
     assert "node_permute" in problem and "Transpose" in problem and "'eo_t'" in problem
+
+
+def test_uint8_preflight_flags_a_cast_to_uint8_from_int64(tmp_path):
+    """TensorRT 10.3 casts to UINT8 only from FLOAT/HALF: ArgMax (int64) -> uint8 must go through float."""
+    model = float_graph("ir_only", H, W)
+    for node in model.graph.node:
+        if node.name == "mask_u8":
+            node.input[0] = "ids"  # the direct int64 -> uint8 cast the exporter made before
+    path = tmp_path / "direct.onnx"
+    _save(model, path)
+    (problem,) = uint8_intermediate_problems(path)
+    assert "'mask_u8' casts INT64 tensor 'ids' to uint8" in problem and "FLOAT or HALF" in problem
 
 
 def test_exported_bundle_passes_the_tensorrt_uint8_rule(tiny_bundle):
@@ -470,7 +521,8 @@ def test_cli_without_tensorrt_exits_2_with_install_message_and_writes_nothing(bu
     before = _snapshot(bundle_dir)
     result = run_build("--bundle", bundle_dir, "--precision", "fp16", "--workspace-mb", "512")
     assert result.returncode == 2, result.stderr
-    assert "pip install tensorrt-cu12 cuda-python" in result.stderr and "python3-libnvinfer" in result.stderr
+    # cuda-python pinned to the CUDA major version: 13.x fails on JetPack 6's CUDA 12.6 driver
+    assert "pip install tensorrt-cu12 'cuda-python>=12.6,<13'" in result.stderr and "python3-libnvinfer" in result.stderr
     assert result.stdout.count("trtexec --onnx=") == 2 and "--memPoolSize=workspace:512M --fp16" in result.stdout
     assert _snapshot(bundle_dir) == before
 
@@ -490,10 +542,11 @@ def test_cli_rejects_bad_bundles_and_arguments(bundle_dir, tmp_path):
     assert result.returncode == 1 and "not found" in result.stderr
     result = run_build("--bundle", bundle_dir, "--graphs", "eo_only")
     assert result.returncode == 1 and "not in the bundle" in result.stderr
-    result = run_build("--bundle", bundle_dir, "--via", "torch-tensorrt")
-    assert result.returncode == 1 and "--checkpoint" in result.stderr
-    result = run_build("--bundle", bundle_dir, "--via", "torch-tensorrt", "--precision", "int8", "--checkpoint", "x")
-    assert result.returncode == 1 and "explicit" in result.stderr
+    # the Torch-TensorRT route is gone: it says why and how to build instead, and never imports torch_tensorrt
+    for args in (("--via", "torch-tensorrt"), ("--via", "torch-tensorrt", "--checkpoint", "x"), ("--checkpoint", "x")):
+        result = run_build("--bundle", bundle_dir, *args)
+        assert result.returncode == 1 and "--via torch-tensorrt was removed" in result.stderr, result.stderr
+        assert "output0" in result.stderr and "enabled_precisions" in result.stderr
 
 
 def test_cli_preflight_rejects_uint8_intermediates(tmp_path):
@@ -515,7 +568,7 @@ def test_cli_preflight_rejects_uint8_intermediates(tmp_path):
 def test_load_bundle_tensorrt_missing_says_what_to_install(bundle_dir):
     from csk_ros.backends import load_bundle
 
-    with pytest.raises(BundleError, match="pip install tensorrt-cu12 cuda-python"):
+    with pytest.raises(BundleError, match=r"pip install tensorrt-cu12 'cuda-python>=12\.6,<13'"):
         load_bundle(bundle_dir, backend="tensorrt")
 
 
@@ -610,6 +663,10 @@ class BuilderFlag:
     FP16, INT8 = _E("FP16"), _E("INT8")
 
 
+class NetworkDefinitionCreationFlag:
+    EXPLICIT_BATCH, STRONGLY_TYPED = 0, 1  # enum values; create_network takes 1 << value
+
+
 class DataType:
     UINT8, FLOAT, INT64 = _E("UINT8"), _E("FLOAT"), _E("INT64")
 
@@ -645,6 +702,7 @@ class _ParserError:
 
 class _Network:
     model = None
+    strongly_typed = False
 
 
 class OnnxParser:
@@ -697,8 +755,11 @@ class Builder:
         self.logger = logger
 
     def create_network(self, flags=0):
-        assert flags == 0, "TensorRT 10 networks are explicit-batch; no flag needed"
-        return _Network()
+        assert flags in (0, 1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED), \
+            "TensorRT 10 networks are explicit-batch; only STRONGLY_TYPED may be asked for"
+        network = _Network()
+        network.strongly_typed = bool(flags)
+        return network
 
     def create_builder_config(self):
         return _Config()
@@ -709,19 +770,36 @@ class Builder:
         io = _io(network.model)
         graph = network.model.graph
         info = {"io": io, "mem": 4096 * (len(graph.node) + len(graph.input)), "flags": config.flags,
-                "pools": config.pools}
+                "pools": config.pools, "strongly_typed": network.strongly_typed}
+        qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
+        if network.strongly_typed and config.flags:
+            return None  # precision flags on a strongly typed network are an error
+        if qdq:  # explicit quantization: the scales come from the graph, a calibrator is ignored
+            if not network.strongly_typed and "INT8" not in config.flags:
+                return None  # weakly typed Q/DQ networks need the INT8 flag
+            info.update(explicit_quantization=True, calibrator_ignored=config.int8_calibrator is not None)
+            return MAGIC + json.dumps(info).encode()
         cal = config.int8_calibrator
         if cal is not None:
-            names = [n for n, mode, _, _ in io if mode == "INPUT"]
+            import cuda.bindings.runtime as cudart
+            inputs = [x for x in io if x[1] == "INPUT"]
             assert cal.get_batch_size() == 1
             cache = cal.read_calibration_cache()
-            batches, total = 0, 0
+            batches, total = 0, 0.0
             while cache is None:
-                ptrs = cal.get_batch(names)
+                try:  # TensorRT swallows exceptions from get_batch and ends calibration
+                    ptrs = cal.get_batch([n for n, _, _, _ in inputs])
+                except Exception:
+                    ptrs = None
                 if ptrs is None:
                     break
-                for (n, _, shape, _), p in zip([x for x in io if x[1] == "INPUT"], ptrs):
-                    total += sum(ctypes.string_at(int(p), int(np.prod(shape))))
+                for (n, _, shape, _), p in zip(inputs, ptrs):
+                    # TensorRT's contract: float32 calibration data for every non-index input, uint8 included
+                    nbytes = int(np.prod(shape)) * 4
+                    if cudart.allocation_size(int(p)) < nbytes:
+                        raise MemoryError(f"calibration buffer for '{n}' holds {cudart.allocation_size(int(p))} "
+                                          f"bytes; TensorRT reads {nbytes} (float32)")
+                    total += float(np.frombuffer(ctypes.string_at(int(p), nbytes), np.float32).sum())
                 batches += 1
             if cache is None:
                 cal.write_calibration_cache(b"fake calibration table")
@@ -798,6 +876,7 @@ import ctypes, enum, os
 
 class cudaError_t(enum.IntEnum):
     cudaSuccess = 0
+    cudaErrorInsufficientDriver = 35
     cudaErrorNoDevice = 100
 
 
@@ -828,6 +907,14 @@ def cudaMallocHost(n):
 def cudaFree(p):
     LIVE.pop(int(p))
     return (OK,)
+
+
+def allocation_size(p):
+    """Test helper (not cuda-python): bytes from p to the end of its allocation, 0 if p is not allocated."""
+    for base, buf in LIVE.items():
+        if base <= int(p) < base + ctypes.sizeof(buf):
+            return base + ctypes.sizeof(buf) - int(p)
+    return 0
 
 
 cudaFreeHost = cudaFree
@@ -886,6 +973,8 @@ def cudaGetDeviceCount():
 def cudaGetDevice():
     if os.environ.get("FAKE_CUDA_NO_DEVICE"):
         return cudaError_t.cudaErrorNoDevice, 0
+    if os.environ.get("FAKE_CUDA_OLD_DRIVER"):  # cuda-bindings 13 on a CUDA 12 driver
+        return cudaError_t.cudaErrorInsufficientDriver, 0
     return OK, 0
 
 
@@ -893,12 +982,16 @@ class cudaDeviceProp:
     name = b"Fake GPU 9000" + bytes(243)
     major, minor = 8, 7
 
+    @property
+    def multiProcessorCount(self):
+        return int(os.environ.get("FAKE_CUDA_SM_COUNT", "16"))
+
 
 def cudaGetDeviceProperties(device):
     return OK, cudaDeviceProp()
 '''
 
-FAKE_INFO = ("10.99.1", "Fake GPU 9000", "8.7")
+FAKE_INFO = ("10.99.1", "Fake GPU 9000", "8.7", 16)  # TensorRT, GPU name, compute capability, SM count
 
 
 @pytest.fixture
@@ -1012,8 +1105,8 @@ def test_glue_runner_loads_runs_and_shares_device_memory(bundle_dir, fake_trt):
     assert contexts["fused"].memory == contexts["ir_only"].memory  # one block for both engines
     assert contexts["fused"].strategy is fake_trt.ExecutionContextAllocationStrategy.USER_MANAGED
     assert contexts["fused"].addresses["ir"] == contexts["ir_only"].addresses["ir"]  # shared I/O buffers
-    assert runner.info["engines"] == {"fused": "fused.fp16.trt10.99.fake9000.engine",
-                                      "ir_only": "ir_only.fp16.trt10.99.fake9000.engine"}
+    assert runner.info["engines"] == {"fused": "fused.fp16.trt10.99.fake9000-16sm.engine",
+                                      "ir_only": "ir_only.fp16.trt10.99.fake9000-16sm.engine"}
     ir = np.arange(H * W, dtype=np.uint8).reshape(1, H, W)
     eo = np.zeros((1, H, W, 3), np.uint8)
     mask, conf = runner.run("ir_only", {"ir": ir})
@@ -1039,7 +1132,7 @@ def test_glue_runner_refuses_missing_stale_corrupt_and_wrong_engines(bundle_dir,
         load_bundle(bundle_dir, backend="tensorrt")
     seg = load_bundle(bundle_dir, backend="auto")
     assert seg.backend_name == "onnxruntime" and "engines.build" in seg.fallback_reason
-    bundle = _fake_build(bundle_dir)
+    _fake_build(bundle_dir)
     stale = json.loads((bundle_dir / "manifest.json").read_text())
     stale["engines"][0]["tensorrt_version"] = "10.0.0"
     (bundle_dir / "manifest.json").write_text(json.dumps(stale))
@@ -1053,7 +1146,7 @@ def test_glue_runner_refuses_missing_stale_corrupt_and_wrong_engines(bundle_dir,
         if rec["graph"] == "ir_only":
             rec["sha256"] = sha256_of(engine.path)
     (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="ir_only.fp16.trt10.99.fake9000.engine could not be deserialized"):
+    with pytest.raises(BundleError, match="ir_only.fp16.trt10.99.fake9000-16sm.engine could not be deserialized"):
         TensorRTRunner(load_manifest(bundle_dir), ("fused", "ir_only"))
     other = make_fake_bundle(tmp_path / "other", graphs=("ir_only",), h=4, w=6)
     _fake_build(other, graphs=("ir_only",))
@@ -1079,7 +1172,7 @@ def test_glue_runner_rebuilds_stale_engines(bundle_dir, fake_trt):
     assert seg.backend_name == "tensorrt" and seg.runner.info["rebuilt"] == ["fused"]
     engines = load_manifest(bundle_dir).engines
     assert len(engines) == 2 and all(e.precision == "fp32" for e in engines)  # replaced, same precision
-    assert all(engine_problems(e, load_manifest(bundle_dir), *FAKE_INFO) == [] for e in engines)
+    assert all(engine_problems(e, load_manifest(bundle_dir), *FAKE_INFO[:3]) == [] for e in engines)
     seg.close()
 
 
@@ -1122,12 +1215,12 @@ def _run_fake_build(fake_trt_path, *args):
 def test_glue_cli_builds_and_records_every_graph(bundle_dir, fake_trt_path):
     result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--precision", "fp32", "--workspace-mb", "128")
     assert result.returncode == 0, result.stderr
-    assert "TensorRT 10.99.1 on Fake GPU 9000 (sm 8.7)" in result.stdout
+    assert "TensorRT 10.99.1 on Fake GPU 9000 (sm 8.7, 16 SMs)" in result.stdout
     engine_dir = bundle_dir.resolve()
-    assert f"--saveEngine={engine_dir / 'fused.fp32.trt10.99.fake9000.engine'}" in result.stdout
+    assert f"--saveEngine={engine_dir / 'fused.fp32.trt10.99.fake9000-16sm.engine'}" in result.stdout
     bundle = load_manifest(bundle_dir)
     assert sorted((e.graph, e.precision) for e in bundle.engines) == [("fused", "fp32"), ("ir_only", "fp32")]
-    assert all(engine_problems(e, bundle, *FAKE_INFO) == [] for e in bundle.engines)
+    assert all(engine_problems(e, bundle, *FAKE_INFO[:3]) == [] for e in bundle.engines)
     raw = json.loads((bundle_dir / "manifest.json").read_text())["engines"]
     assert all(r["via"] == "tensorrt" and r["workspace_mb"] == 128 for r in raw)
 
@@ -1149,3 +1242,143 @@ def test_glue_cli_int8_calibrates_then_reuses_the_cache(bundle_dir, fake_trt_pat
     result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--precision", "int8")  # cache only
     assert result.returncode == 0, result.stderr
     assert all(json.loads(e.path.read_bytes()[16:])["used_cache"] for e in load_manifest(bundle_dir).engines)
+
+
+# --------------------------------------------------------------------------- calibration contract, explicit INT8, SMs
+
+def test_glue_calibration_stops_early_is_an_error(bundle_dir, fake_trt, tmp_path):
+    """TensorRT swallows an exception from get_batch and ends calibration as if the data
+    had run out: the calibrator must notice it got fewer batches than it was given."""
+    from csk_ros.trt_build import build_engine_bytes, make_entropy_calibrator
+
+    images = tmp_path / "calib"
+    for i in range(4):
+        _write(images / "vi" / f"{i}.png", np.full((20, 30, 3), 10, np.uint8))
+        _write(images / "ir" / f"{i}.png", np.full((20, 30), 3, np.uint8))
+    (images / "ir" / "2.png").write_bytes(b"not a png")  # the third sample cannot be read
+    cache = tmp_path / "fused.calib"
+    cal = make_entropy_calibrator(images, load_manifest(bundle_dir), "fused", cache)
+    with pytest.raises(EngineBuildError, match=r"calibration of 'fused' failed at batch 3 of 4: ValueError: cannot "
+                                               r"read calibration image"):
+        build_engine_bytes(bundle_dir / "fused.onnx", "int8", 64, cal, log=None)
+    cal.free()
+
+
+def test_glue_rejected_cache_without_images_is_an_error(bundle_dir, fake_trt, tmp_path, monkeypatch):
+    """A cache TensorRT does not accept (other version) and no images: calibration on zero batches."""
+    from csk_ros.trt_build import build_engine_bytes, make_entropy_calibrator
+
+    cache = tmp_path / "ir_only.calib"
+    cache.write_bytes(b"cache from another TensorRT")
+    cal = make_entropy_calibrator(None, load_manifest(bundle_dir), "ir_only", cache)
+    monkeypatch.setattr(type(cal), "read_calibration_cache", lambda self: None)  # TensorRT rejected it
+    with pytest.raises(EngineBuildError, match=r"ran on 0 of 0 batches: its calibration cache was rejected"):
+        build_engine_bytes(bundle_dir / "ir_only.onnx", "int8", 64, cal, log=None)
+
+
+def test_glue_int8_from_qdq_graphs_needs_no_calibrator(bundle_dir, fake_trt):
+    """Explicit quantization: the Q/DQ graph is the source, TensorRT 10 gets INT8 + FP16 (the
+    rest stays fp16), no calibrator; the record carries the Q/DQ graph's hash."""
+    from csk_ros.backends.tensorrt_backend import TensorRTRunner
+    from csk_ros.trt_build import build_engine_bytes, inspect_engine_bytes
+
+    add_qdq_records(bundle_dir)
+    bundle = load_manifest(bundle_dir)
+    logs = []
+    data = build_engine_bytes(bundle.quantized["ir_only"].path, "int8", 64, log=logs.append, quantized=True)
+    info = json.loads(data[len(fake_trt.MAGIC):])
+    assert info["flags"] == ["FP16", "INT8"] and info["explicit_quantization"] and not info["calibrator_ignored"]
+    assert not info["strongly_typed"] and "from Q/DQ scales" in logs[-1]
+    for graph in ("fused", "ir_only"):
+        build_and_record(bundle, graph, "int8", FAKE_INFO, lambda rec: build_engine_bytes(
+            rec.path, "int8", 64, log=None, quantized=True), inspect_fn=inspect_engine_bytes, log=None)
+    bundle = load_manifest(bundle_dir)
+    raw = json.loads((bundle_dir / "manifest.json").read_text())["engines"]
+    assert {r["quantization"] for r in raw} == {"explicit-qdq"} and {r["sm_count"] for r in raw} == {16}
+    for engine in bundle.engines:
+        assert engine.onnx_sha256 == bundle.quantized[engine.graph].sha256 != bundle.graphs[engine.graph].sha256
+        assert engine_problems(engine, bundle, *FAKE_INFO[:3]) == []
+    runner = TensorRTRunner(bundle, ("fused", "ir_only"))
+    assert runner.info["precision"] == {"fused": "int8", "ir_only": "int8"}
+    runner.close()
+
+
+def test_glue_qdq_int8_without_precision_flags_builds_strongly_typed(bundle_dir, fake_trt, monkeypatch):
+    """TensorRT 11 has no INT8/FP16 flags: a Q/DQ graph still builds, strongly typed."""
+    from csk_ros.trt_build import build_engine_bytes
+
+    add_qdq_records(bundle_dir, ("ir_only",))
+    monkeypatch.delattr(fake_trt.BuilderFlag, "FP16")
+    monkeypatch.delattr(fake_trt.BuilderFlag, "INT8")
+    logs = []
+    data = build_engine_bytes(bundle_dir / "ir_only.int8.onnx", "int8", 64, log=logs.append, quantized=True)
+    info = json.loads(data[len(fake_trt.MAGIC):])
+    assert info["strongly_typed"] and info["flags"] == [] and info["explicit_quantization"]
+    assert any("strongly typed" in line for line in logs)
+    with pytest.raises(EngineBuildError, match="TensorRT 11"):  # the calibrator fallback cannot run there
+        build_engine_bytes(bundle_dir / "ir_only.onnx", "int8", 64, calibrator=object(), log=None)
+
+
+@NO_TRT
+def test_glue_cli_int8_uses_qdq_graphs_and_calibrates_only_the_rest(bundle_dir, fake_trt_path, tmp_path):
+    add_qdq_records(bundle_dir, ("ir_only",))
+    result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--precision", "int8")
+    assert result.returncode == 1 and "fused has no Q/DQ graph" in result.stderr and "--calib-images" in result.stderr
+    images = tmp_path / "calib"
+    for i in range(3):
+        _write(images / f"{i}.png", np.full((20, 30, 4), 9, np.uint8))
+    result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--precision", "int8", "--calib-images", images)
+    assert result.returncode == 0, result.stderr
+    bundle = load_manifest(bundle_dir)
+    engines = {e.graph: e for e in bundle.engines}
+    ir_info = json.loads(engines["ir_only"].path.read_bytes()[16:])
+    fused_info = json.loads(engines["fused"].path.read_bytes()[16:])
+    assert ir_info["explicit_quantization"] and "calibrated_batches" not in ir_info
+    assert fused_info["calibrated_batches"] == 3
+    assert engines["ir_only"].onnx_sha256 == bundle.quantized["ir_only"].sha256
+    assert engines["fused"].onnx_sha256 == bundle.graphs["fused"].sha256
+    assert "--onnx=" + str(bundle.quantized["ir_only"].path) in result.stdout
+    assert not calibration_cache_path(bundle, "ir_only").exists() and calibration_cache_path(bundle, "fused").exists()
+    assert "TensorRT 10 only" in result.stderr
+
+
+def test_glue_sm_count_is_part_of_the_engine_key(bundle_dir, fake_trt, monkeypatch):
+    """Orin modules share a name: an engine built on a 16-SM GPU is not used on a 14-SM
+    one; records from before the SM count was recorded are refused with a clear reason."""
+    from csk_ros.backends import load_bundle
+    from csk_ros.backends.tensorrt_backend import TensorRTRunner
+
+    bundle = _fake_build(bundle_dir, precision="fp32")
+    monkeypatch.setenv("FAKE_CUDA_SM_COUNT", "14")
+    with pytest.raises(BundleError, match="built for a Fake GPU 9000 with 16 SMs, this one has 14"):
+        TensorRTRunner(bundle, ("fused", "ir_only"))
+    seg = load_bundle(bundle_dir, backend="tensorrt", rebuild=True, log=None)  # rebuilt beside the 16-SM ones
+    assert seg.runner.info["sm_count"] == 14 and seg.runner.info["rebuilt"] == ["fused", "ir_only"]
+    seg.close()
+    raw = json.loads((bundle_dir / "manifest.json").read_text())["engines"]
+    assert sorted(r["sm_count"] for r in raw) == [14, 14, 16, 16]
+    assert {r["file"] for r in raw if r["sm_count"] == 14} == {"fused.fp32.trt10.99.fake9000-14sm.engine",
+                                                               "ir_only.fp32.trt10.99.fake9000-14sm.engine"}
+    for rec in raw:
+        del rec["sm_count"]  # a manifest written before csk_ros recorded SM counts still loads ...
+    (bundle_dir / "manifest.json").write_text(json.dumps({**json.loads((bundle_dir / "manifest.json").read_text()),
+                                                          "engines": raw}))
+    with pytest.raises(BundleError, match="recorded without the GPU's SM count .* rebuild it here"):
+        TensorRTRunner(load_manifest(bundle_dir), ("ir_only",))  # ... but its engines are not trusted blindly
+
+
+def test_glue_cuda_python_newer_than_the_driver_says_which_to_pin(bundle_dir, fake_trt, monkeypatch):
+    from csk_ros.backends import load_bundle
+
+    monkeypatch.setenv("FAKE_CUDA_OLD_DRIVER", "1")
+    seg = load_bundle(bundle_dir, backend="auto")
+    assert seg.backend_name == "onnxruntime" and "cuda-python>=12.6,<13" in seg.fallback_reason
+
+
+def test_rebuild_precision_keeps_int8_only_with_a_qdq_graph(bundle_dir):
+    from csk_ros.trt_build import rebuild_precision
+
+    _record(bundle_dir, graph="ir_only", precision="int8")
+    assert rebuild_precision(load_manifest(bundle_dir), "ir_only") == "fp16"  # calibrator int8: no images here
+    add_qdq_records(bundle_dir, ("ir_only",))
+    assert rebuild_precision(load_manifest(bundle_dir), "ir_only") == "int8"

@@ -23,9 +23,9 @@ import threading
 import numpy as np
 
 from ..bundle import Bundle, BundleError
-from ..trt_build import (DEFAULT_WORKSPACE_MB, EngineBuildError, build_and_record, build_engine_bytes, cuda_check,
-                         engine_io, expected_io, import_cudart, import_tensorrt, inspect_engine_bytes, io_problems,
-                         rebuild_precision, select_engine)
+from ..trt_build import (CUDA_PYTHON_PINS, DEFAULT_WORKSPACE_MB, EngineBuildError, build_and_record,
+                         build_engine_bytes, cuda_check, engine_io, expected_io, explicit_int8, import_cudart,
+                         import_tensorrt, inspect_engine_bytes, io_problems, rebuild_precision, select_engine)
 
 trt = import_tensorrt()  # ImportError (with the install hint) when absent
 cudart = import_cudart()
@@ -37,15 +37,21 @@ def _stream_handle(stream) -> int:
     return int(stream)
 
 
-def tensorrt_runtime_info() -> tuple[str, str, str]:
-    """(TensorRT version, GPU name, compute capability "major.minor") of this machine."""
+def tensorrt_runtime_info() -> tuple[str, str, str, int]:
+    """(TensorRT version, GPU name, compute capability "major.minor", SM count) of
+    this machine. The SM count tells apart GPUs that share a name (Orin modules)."""
     try:
         device = cuda_check(cudart.cudaGetDevice(), "cudaGetDevice")
         props = cuda_check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
     except RuntimeError as exc:
-        raise BundleError(f"no usable CUDA GPU for TensorRT: {exc}") from exc
+        hint = ""
+        if "InsufficientDriver" in str(exc):  # cuda-python newer than the driver's CUDA (13.x on JetPack 6)
+            hint = (f"; cuda-python is newer than this driver's CUDA: on CUDA 12 (JetPack 6) install "
+                    f"'{CUDA_PYTHON_PINS[12]}'")
+        raise BundleError(f"no usable CUDA GPU for TensorRT: {exc}{hint}") from exc
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return str(trt.__version__), name.split("\x00", 1)[0].strip(), f"{props.major}.{props.minor}"
+    return (str(trt.__version__), name.split("\x00", 1)[0].strip(), f"{props.major}.{props.minor}",
+            int(props.multiProcessorCount))
 
 
 class TensorRTRunner:
@@ -63,16 +69,18 @@ class TensorRTRunner:
         runtime_info = tensorrt_runtime_info()
         records, rebuilt = {}, []
         for graph in graphs:
-            record, problems = select_engine(bundle, graph, *runtime_info, precision=precision)
+            record, problems = select_engine(bundle, graph, *runtime_info[:3], precision=precision,
+                                             sm_count=runtime_info[3])
             if record is None and rebuild:
                 if log:
                     log(f"no usable TensorRT engine for '{graph}' ({'; '.join(problems)}); building one now "
                         "(this takes minutes on a Jetson)")
                 wanted = rebuild_precision(bundle, graph, precision)
+                quantized = explicit_int8(bundle, graph, wanted)  # int8 only from the bundle's Q/DQ graph
                 try:
                     record = build_and_record(
                         bundle, graph, wanted, runtime_info,
-                        lambda rec: build_engine_bytes(rec.path, wanted, workspace_mb, log=log),
+                        lambda rec: build_engine_bytes(rec.path, wanted, workspace_mb, log=log, quantized=quantized),
                         inspect_fn=inspect_engine_bytes, log=log, workspace_mb=workspace_mb, via="tensorrt-runtime")
                 except (EngineBuildError, ValueError) as exc:  # int8 cannot be rebuilt without calibration images
                     raise BundleError(f"rebuilding the TensorRT engine for '{graph}' failed: {exc}") from exc
@@ -89,7 +97,7 @@ class TensorRTRunner:
             self.close()
             raise
         self.info = {"backend": "tensorrt", "tensorrt": runtime_info[0], "gpu": runtime_info[1],
-                     "compute_capability": runtime_info[2],
+                     "compute_capability": runtime_info[2], "sm_count": runtime_info[3],
                      "engines": {g: r.path.name for g, r in records.items()},
                      "precision": {g: r.precision for g, r in records.items()},
                      "device_memory_bytes": self.device_memory_bytes, "rebuilt": rebuilt}
