@@ -139,7 +139,51 @@ def test_without_publish_points_the_node_neither_subscribes_to_depth_nor_publish
         assert d.node.count_subscribers("depth/image") == 0 and d.node.count_subscribers("ir/camera_info") == 0
         assert d.node.count_publishers("/segment_node/points") == 0
         assert d.node.count_publishers("/segment_node/classes") == 1
+        assert d.wait_for(lambda: d.latest_diagnostic(), 5)
+        assert d.latest_diagnostic()["label_info"].startswith("unavailable: vision_msgs is not importable")
     finally:
         d.close()
         log = stop_node(proc)
     assert "Traceback" not in log, log
+    assert log.count("~/label_info not published") == 1, log  # said once, clearly, where vision_msgs is missing
+
+
+def test_the_node_latches_label_info_for_a_late_subscriber(tiny_bundle, ros_env):
+    """With vision_msgs importable (generated here from the rosidl wheels: tests/support), the node publishes
+    LabelInfo once at start-up; a subscriber configured like the Nav2 layer, joining later, receives it."""
+    import os
+    import sys
+
+    import pytest
+
+    from csk_ros.bundle import load_manifest
+    from tests.support.build_vision_msgs import ensure_vision_msgs, missing_toolchain
+
+    vision_msgs_dir = ensure_vision_msgs()
+    if vision_msgs_dir is None:
+        pytest.skip(missing_toolchain())
+    if str(vision_msgs_dir) not in sys.path:
+        sys.path.insert(0, str(vision_msgs_dir))
+    from vision_msgs.msg import LabelInfo
+
+    env = dict(ros_env, PYTHONPATH=os.pathsep.join(p for p in (str(vision_msgs_dir), ros_env.get("PYTHONPATH"))
+                                                   if p))
+    proc = start_node(tiny_bundle, env, dict(FAST, confidence_threshold=0.25))
+    d = Driver()
+    try:
+        assert d.wait_for_subscribers(40), stop_node(proc)
+        time.sleep(1.0)  # the node published LabelInfo long before this subscriber exists
+        nav2 = Nav2LikeSubscriber(d)
+        nav2.subscribe_labels_late(LabelInfo, "label_info")
+        assert d.wait_for(lambda: nav2.labels, 5), "no latched LabelInfo"
+        time.sleep(0.3)
+        assert len(nav2.labels) == 1  # published once, not per frame
+        msg = nav2.labels[0]
+        names = load_manifest(tiny_bundle).class_names
+        assert [(c.class_id, c.class_name) for c in msg.class_map] == list(enumerate(names))
+        assert abs(msg.threshold - 0.25) < 1e-6
+        assert (d.latest_diagnostic() or {}).get("label_info", "published") == "published"
+    finally:
+        d.close()
+        log = stop_node(proc)
+    assert "Traceback" not in log and "label_info not published" not in log, log
