@@ -1,77 +1,302 @@
 #!/usr/bin/env bash
-# Deploy csk_ros on a Jetson (JetPack 6 with TensorRT 10, ROS 2 from apt, sourced).
+# Deploy csk_ros on an NVIDIA Jetson: checks the platform, builds the TensorRT
+# engines ON THE DEVICE, verifies them against ONNX Runtime, colcon-builds the
+# package and (optionally) installs a systemd service.
 #
-#   scripts/deploy_jetson.sh [--net-buffers] BUNDLE_DIR [WORKSPACE=~/csk_ws] [PRECISION=fp16]
-#   scripts/deploy_jetson.sh --undo-net-buffers
+#   scripts/deploy_jetson.sh [options] BUNDLE_DIR
+#   scripts/deploy_jetson.sh --uninstall [--workspace DIR] [--venv DIR] [--dry-run]
+#   scripts/deploy_jetson.sh --undo-net-buffers [--dry-run]
 #
-# 1. checks that TensorRT's Python bindings and cuda-python are importable,
-# 2. builds the bundle's TensorRT engines ON THIS DEVICE (engines are tied to
-#    the TensorRT version and GPU; the manifest records both),
-# 3. builds the csk_ros package into WORKSPACE with colcon (this installs the
-#    Fast DDS large-frame profile, share/csk_ros/config/fastdds_large_frames.xml,
-#    and share/csk_ros/scripts/dds_env.sh),
-# 4. prints the launch command and the line that gives the camera driver the
-#    same DDS profile (frames over 512 KB need it in the SENDING process).
-# --net-buffers (opt-in) also raises the kernel's socket buffer caps
-# (net.core.rmem_max / wmem_max -> 4 MB, the profile's UDP buffers) in
-# /etc/sysctl.d/60-csk-ros-dds.conf: only needed when camera frames come from
-# ANOTHER host over UDP; same-host frames use shared memory. It prints what it
-# writes; --undo-net-buffers removes the file and restores the boot-time values.
-# Without --net-buffers it changes nothing outside WORKSPACE and the bundle directory.
+# Options:
+#   --workspace DIR      colcon workspace (default ~/csk_ws)
+#   --venv DIR           Python venv (default WORKSPACE/venv), created with
+#                        --system-site-packages: JetPack's TensorRT, OpenCV and
+#                        numpy stay visible and the system packages are never touched
+#   --precision P        fp16 (default), fp32 or int8 (int8: the bundle's Q/DQ
+#                        graphs, else --calib-images on TensorRT 10)
+#   --calib-images DIR   real EO/IR images for calibrator INT8
+#   --min-agreement F    engine vs ONNX Runtime CPU mask agreement (default 0.99)
+#   --max-clocks         opt-in: nvpmodel -m 0 (MAXN) and jetson_clocks before
+#                        building (TensorRT's tactic timing depends on the clocks)
+#   --service            install and start a systemd unit (restart on failure)
+#   --eo-topic T, --ir-topic T   camera topics for the service
+#   --net-buffers        opt-in: raise net.core.rmem_max / wmem_max to 4 MB
+#                        (only for camera frames from ANOTHER host over UDP)
+#   --undo-net-buffers   remove that sysctl file again
+#   --uninstall          remove what this script installed (service, venv,
+#                        workspace link and build of csk_ros, sysctl file);
+#                        the bundle and its engines stay
+#   --dry-run            print every command instead of running it (the
+#                        read-only platform probes still run)
+#
+# Supported: JetPack 6.1 / 6.2 (L4T R36.4, CUDA 12.6, TensorRT 10.3, Python
+# 3.10) and JetPack 7.2 (CUDA 13, TensorRT 10.16, Python 3.12), with a ROS 2
+# Humble, Jazzy or Kilted environment sourced. Anything else is refused with
+# the reason. Test hooks: CSK_NV_TEGRA_RELEASE (default /etc/nv_tegra_release),
+# CSK_SYSTEMD_DIR (/etc/systemd/system), CSK_SYSCTL_DIR (/etc/sysctl.d).
 set -euo pipefail
 
-SYSCTL_FILE=/etc/sysctl.d/60-csk-ros-dds.conf
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+nv_tegra_release=${CSK_NV_TEGRA_RELEASE:-/etc/nv_tegra_release}
+unit_name=csk-ros-segment.service
+unit_file=${CSK_SYSTEMD_DIR:-/etc/systemd/system}/$unit_name
+sysctl_file=${CSK_SYSCTL_DIR:-/etc/sysctl.d}/60-csk-ros-dds.conf
+
+# Python packages installed into the venv, per CUDA major version (cuda-python
+# must match the driver's CUDA: 13.x needs driver >= 580 and has no cuda.cudart;
+# same table as csk_ros.trt_build.CUDA_PYTHON_PINS). The rest is common.
+cuda_python_pin() {
+    case "$1" in
+        12) echo "cuda-python>=12.6,<13" ;;
+        13) echo "cuda-python>=13,<14" ;;
+        *) return 1 ;;
+    esac
+}
+COMMON_PINS=("onnxruntime==1.20.1" "onnx==1.17.0" "numpy>=1.26,<2" "PyYAML>=6.0")
+
+workspace="$HOME/csk_ws"
+venv=""
+precision=fp16
+calib_images=""
+min_agreement=0.99
+max_clocks=0
+service=0
 net_buffers=0
-case "${1:-}" in
-    --net-buffers) net_buffers=1; shift ;;
-    --undo-net-buffers)
-        if [ -f "$SYSCTL_FILE" ]; then
-            echo "== removing $SYSCTL_FILE and reloading the other sysctl settings"
-            sudo rm -f "$SYSCTL_FILE"
-            sudo sysctl --system >/dev/null
-            echo "net.core.rmem_max=$(sysctl -n net.core.rmem_max) net.core.wmem_max=$(sysctl -n net.core.wmem_max)" \
-                "(values not set by any file keep their current value until reboot)"
-        else
-            echo "nothing to undo: $SYSCTL_FILE does not exist"
-        fi
-        exit 0 ;;
-esac
+undo_net_buffers=0
+uninstall=0
+dry_run=0
+eo_topic=/camera/color/image_raw
+ir_topic=/camera/thermal/image_raw
+positional=()
 
-bundle=${1:?usage: $0 [--net-buffers] BUNDLE_DIR [WORKSPACE] [PRECISION] | $0 --undo-net-buffers}
-workspace=${2:-$HOME/csk_ws}
-precision=${3:-fp16}
-repo=$(cd "$(dirname "$0")/.." && pwd)
-bundle=$(cd "$bundle" && pwd)
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+die() { echo "error: $*" >&2; exit 2; }
+say() { echo "== $*"; }
+# Print a command (shell-quoted), then run it unless --dry-run.
+run() {
+    printf '+'
+    printf ' %q' "$@"
+    printf '\n'
+    if [ "$dry_run" = 0 ]; then "$@"; fi
+}
+# Write a file (via sudo tee when it is not ours), printing its content.
+write_file() {
+    local path=$1 content=$2 sudo=${3:-}
+    printf '+ %stee %q <<EOF\n%s\nEOF\n' "${sudo:+sudo }" "$path" "$content"
+    if [ "$dry_run" = 0 ]; then
+        if [ -n "$sudo" ]; then printf '%s\n' "$content" | sudo tee "$path" >/dev/null
+        else printf '%s\n' "$content" >"$path"; fi
+    fi
+}
 
-[ -f "$bundle/manifest.json" ] || { echo "error: $bundle has no manifest.json (export it with python3 -m engines.export)" >&2; exit 2; }
-command -v ros2 >/dev/null || { echo "error: ros2 not found: source /opt/ros/<distro>/setup.bash first" >&2; exit 2; }
-python3 -c "import tensorrt" 2>/dev/null || {
-    echo "error: TensorRT Python bindings missing: sudo apt install python3-libnvinfer (JetPack)" >&2; exit 2; }
-python3 -c "import cuda.bindings.runtime" 2>/dev/null || python3 -c "from cuda import cudart" 2>/dev/null || {
-    echo "error: cuda-python missing: pip3 install cuda-python matching JetPack's CUDA" >&2; exit 2; }
-python3 -c "import onnxruntime, cv2, numpy, yaml" 2>/dev/null || {
-    echo "error: runtime Python packages missing: pip3 install onnxruntime opencv-python-headless numpy pyyaml" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --workspace) workspace=${2:?--workspace needs a directory}; shift 2 ;;
+        --venv) venv=${2:?--venv needs a directory}; shift 2 ;;
+        --precision) precision=${2:?--precision needs fp32, fp16 or int8}; shift 2 ;;
+        --calib-images) calib_images=${2:?--calib-images needs a directory}; shift 2 ;;
+        --min-agreement) min_agreement=${2:?--min-agreement needs a fraction}; shift 2 ;;
+        --eo-topic) eo_topic=${2:?--eo-topic needs a topic}; shift 2 ;;
+        --ir-topic) ir_topic=${2:?--ir-topic needs a topic}; shift 2 ;;
+        --max-clocks) max_clocks=1; shift ;;
+        --service) service=1; shift ;;
+        --net-buffers) net_buffers=1; shift ;;
+        --undo-net-buffers) undo_net_buffers=1; shift ;;
+        --uninstall) uninstall=1; shift ;;
+        --dry-run) dry_run=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) positional+=("$1"); shift ;;
+    esac
+done
+# Older form: BUNDLE_DIR [WORKSPACE] [PRECISION]
+[ "${#positional[@]}" -ge 2 ] && workspace=${positional[1]}
+[ "${#positional[@]}" -ge 3 ] && precision=${positional[2]}
+venv=${venv:-$workspace/venv}
+case "$precision" in fp32|fp16|int8) ;; *) die "--precision must be fp32, fp16 or int8, got '$precision'" ;; esac
+[ "$dry_run" = 1 ] && say "dry run: commands are printed, not run"
 
-echo "== building $precision TensorRT engines for $bundle on $(python3 -c 'import tensorrt; print(tensorrt.__version__)')"
-(cd "$repo" && python3 -m engines.build --bundle "$bundle" --precision "$precision")
+undo_sysctl() {
+    if [ -f "$sysctl_file" ] || [ "$dry_run" = 1 ]; then
+        say "removing $sysctl_file and reloading the other sysctl settings"
+        run sudo rm -f "$sysctl_file"
+        run sudo sysctl --system
+    else
+        echo "nothing to undo: $sysctl_file does not exist"
+    fi
+}
 
-echo "== colcon build into $workspace"
-mkdir -p "$workspace/src"
-ln -sfn "$repo" "$workspace/src/csk_ros"
-(cd "$workspace" && colcon build --packages-select csk_ros --symlink-install)
+if [ "$undo_net_buffers" = 1 ]; then undo_sysctl; exit 0; fi
 
-if [ "$net_buffers" = 1 ]; then
-    echo "== writing $SYSCTL_FILE (undo: $0 --undo-net-buffers):"
-    printf 'net.core.rmem_max=4194304\nnet.core.wmem_max=4194304\n' | sudo tee "$SYSCTL_FILE"
-    sudo sysctl -p "$SYSCTL_FILE"
+if [ "$uninstall" = 1 ]; then
+    say "uninstalling csk_ros (workspace $workspace, venv $venv)"
+    if [ -f "$unit_file" ] || [ "$dry_run" = 1 ]; then
+        run sudo systemctl disable --now "$unit_name"
+        run sudo rm -f "$unit_file"
+        run sudo systemctl daemon-reload
+    fi
+    if [ -f "$sysctl_file" ]; then undo_sysctl; fi
+    run rm -rf "$venv"
+    run rm -f "$workspace/src/csk_ros"
+    run rm -rf "$workspace/build/csk_ros" "$workspace/install/csk_ros"
+    say "done; engines stay in their bundle (rm BUNDLE/*.engine to remove them)"
+    exit 0
 fi
 
-profile="$workspace/install/csk_ros/share/csk_ros/config/fastdds_large_frames.xml"
+[ "${#positional[@]}" -ge 1 ] || { usage >&2; die "BUNDLE_DIR missing"; }
+[ -d "${positional[0]}" ] || die "bundle directory ${positional[0]} not found"
+bundle=$(cd "${positional[0]}" && pwd)
+[ -f "$bundle/manifest.json" ] || die "$bundle has no manifest.json (export it with python3 -m engines.export)"
+if [ -n "$calib_images" ]; then
+    [ -d "$calib_images" ] || die "calibration image folder $calib_images not found"
+    calib_images=$(cd "$calib_images" && pwd)
+fi
+
+# ------------------------------------------------------------------ platform
+[ -r "$nv_tegra_release" ] || die "$nv_tegra_release not found: this is not an NVIDIA Jetson (L4T). On an x86 GPU" \
+    "machine install TensorRT and cuda-python with pip (README, 'Deploy on a Jetson') and run python -m engines.build"
+l4t_line=$(head -n 1 "$nv_tegra_release")
+l4t_major=$(sed -n 's/^# R\([0-9][0-9]*\) .*/\1/p' <<<"$l4t_line")
+l4t_revision=$(sed -n 's/.*REVISION: \([0-9][0-9.]*\).*/\1/p' <<<"$l4t_line")
+if [ -z "$l4t_major" ] || [ -z "$l4t_revision" ]; then
+    die "cannot read the L4T release from $nv_tegra_release: '$l4t_line'"
+fi
+l4t="$l4t_major.$l4t_revision"
+jetpack=$(dpkg-query -W -f='${Version}' nvidia-jetpack 2>/dev/null | sed -n 's/^\([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' || true)
+if [ -z "$jetpack" ]; then  # no nvidia-jetpack meta package (minimal flash): derive it from L4T
+    case "$l4t" in
+        36.4.[3-9]*) jetpack=6.2 ;;
+        36.4*) jetpack=6.1 ;;
+        36.*) jetpack=6.0 ;;
+        35.*) jetpack=5.1 ;;
+        38.*) jetpack=7 ;;
+        *) jetpack=unknown ;;
+    esac
+fi
+case "$jetpack" in
+    6.1|6.2) jetpack_major=6; expected_python=3.10 ;;
+    7|7.*) jetpack_major=7; expected_python=3.12 ;;
+    6.0) die "JetPack 6.0 (L4T R$l4t) ships TensorRT 8.6: csk_ros needs TensorRT >= 10, i.e. JetPack 6.1/6.2" \
+             "(L4T R36.4) or 7.2; upgrade with apt (nvidia-jetpack) or re-flash" ;;
+    *) die "JetPack $jetpack (L4T R$l4t) is not supported: csk_ros needs JetPack 6.1/6.2 (TensorRT 10.3) or 7.2" \
+           "(TensorRT 10.16)" ;;
+esac
+
+cuda_pkg=$(dpkg-query -W -f='${Package}\n' 'cuda-cudart-[0-9]*' 2>/dev/null | sed -n 's/^cuda-cudart-\([0-9][0-9]*\)-\([0-9][0-9]*\)$/\1.\2/p' \
+    | sort -V | tail -n 1 || true)
+[ -n "$cuda_pkg" ] || die "no CUDA runtime installed (no cuda-cudart-* package): sudo apt install nvidia-jetpack"
+cuda=$cuda_pkg
+cuda_major=${cuda%%.*}
+cuda_python=$(cuda_python_pin "$cuda_major") || die "CUDA $cuda is not supported (CUDA 12 or 13)"
+
+python_version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])') || die "python3 not found"
+[ "$python_version" = "$expected_python" ] || die "python3 is $python_version; JetPack $jetpack's TensorRT" \
+    "bindings are built for Python $expected_python: run this script with that python3 first on PATH"
+
+trt_version=$(python3 -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null) || die "TensorRT's Python" \
+    "bindings are not importable by python3 $python_version: sudo apt install python3-libnvinfer (part of" \
+    "nvidia-jetpack)"
+[ "${trt_version%%.*}" -ge 10 ] 2>/dev/null || die "TensorRT $trt_version found: csk_ros needs TensorRT >= 10" \
+    "(JetPack 6.1/6.2 or 7.2; its builder and runtime use the TensorRT 10 API)"
+
+if [ -z "${ROS_DISTRO:-}" ] || ! command -v ros2 >/dev/null; then
+    native=jazzy
+    if [ "$jetpack_major" = 6 ]; then native=humble; fi
+    die "no ROS 2 environment sourced (ROS_DISTRO unset or ros2 not on PATH): source /opt/ros/$native/setup.bash first"
+fi
+case "$ROS_DISTRO" in
+    humble|jazzy|kilted) ;;
+    *) die "ROS 2 '$ROS_DISTRO' is not supported: Humble, Jazzy or Kilted" ;;
+esac
+ros_setup=${CSK_ROS_SETUP:-/opt/ros/$ROS_DISTRO/setup.bash}
+command -v colcon >/dev/null || die "colcon not found: sudo apt install python3-colcon-common-extensions"
+have_cv2=1
+python3 -c 'import cv2' 2>/dev/null || have_cv2=0
+
+say "Jetson: L4T R$l4t, JetPack $jetpack, CUDA $cuda, TensorRT $trt_version, Python $python_version," \
+    "ROS 2 $ROS_DISTRO"
+
+# ------------------------------------------------------------------ clocks
+if [ "$max_clocks" = 1 ]; then
+    say "power mode before: $(nvpmodel -q 2>/dev/null | tr '\n' ' ' || echo unknown)"
+    run sudo nvpmodel -m 0
+    run sudo jetson_clocks
+else
+    say "clocks left as they are (TensorRT's tactic timing depends on them: --max-clocks sets MAXN + jetson_clocks)"
+fi
+
+# ------------------------------------------------------------------ venv
+pins=("$cuda_python" "${COMMON_PINS[@]}")
+[ "$have_cv2" = 1 ] || pins+=("opencv-python-headless>=4.9,<5")  # JetPack normally ships OpenCV's bindings
+say "Python venv $venv (--system-site-packages: JetPack's TensorRT, OpenCV and numpy stay visible)"
+run python3 -m venv --system-site-packages "$venv"
+requirements=$(printf '%s\n' "# scripts/deploy_jetson.sh: JetPack $jetpack (CUDA $cuda, TensorRT $trt_version," \
+    "# Python $python_version); numpy stays on 1.x (JetPack's bindings are built against it)" "${pins[@]}")
+if [ "$dry_run" = 0 ]; then mkdir -p "$venv"; fi
+write_file "$venv/csk-requirements.txt" "$requirements"
+run "$venv/bin/python" -m pip install -r "$venv/csk-requirements.txt"
+
+# ------------------------------------------------------------------ engines
+say "building $precision TensorRT engines for $bundle on this device"
+build=(env PYTHONPATH="$repo" "$venv/bin/python" -m engines.build --bundle "$bundle" --precision "$precision")
+[ -n "$calib_images" ] && build+=(--calib-images "$calib_images")
+run "${build[@]}" || die "building the engines failed (the messages above say why)"
+say "verifying every engine against ONNX Runtime on the CPU (mask agreement >= $min_agreement)"
+if ! run env PYTHONPATH="$repo" "$venv/bin/python" -m engines.verify --bundle "$bundle" --backend tensorrt \
+        --min-agreement "$min_agreement"; then
+    die "the engines disagree with ONNX Runtime (report above): not deploying them. Try --precision fp32 to tell" \
+        "a precision loss from a broken build"
+fi
+
+# ------------------------------------------------------------------ package
+say "colcon build into $workspace (installs the Fast DDS large-frame profile and dds_env.sh with the package)"
+run mkdir -p "$workspace/src"
+run ln -sfn "$repo" "$workspace/src/csk_ros"
+run env -C "$workspace" "$venv/bin/python" -m colcon build --packages-select csk_ros --symlink-install
+share="$workspace/install/csk_ros/share/csk_ros"
+profile="$share/config/fastdds_large_frames.xml"
+if [ -f "$repo/config/fastdds_large_frames.xml" ] && [ "$dry_run" = 0 ] && [ ! -f "$profile" ]; then
+    die "colcon did not install $profile"
+fi
+
+if [ "$net_buffers" = 1 ]; then
+    say "raising the socket buffer caps (undo: $0 --undo-net-buffers)"
+    write_file "$sysctl_file" "$(printf 'net.core.rmem_max=4194304\nnet.core.wmem_max=4194304')" sudo
+    run sudo sysctl -p "$sysctl_file"
+fi
+
+launch="ros2 launch csk_ros segment.launch.py model_dir:=$bundle eo_topic:=$eo_topic ir_topic:=$ir_topic"
+if [ "$service" = 1 ]; then
+    say "systemd unit $unit_file"
+    unit=$(cat <<UNIT
+[Unit]
+Description=csk_ros RGB-thermal segmentation (ROS 2 $ROS_DISTRO)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User=${SUDO_USER:-${USER:-$(id -un)}}
+# ROS_DOMAIN_ID, RMW_IMPLEMENTATION, ... go into this optional file
+EnvironmentFile=-/etc/default/csk-ros-segment
+ExecStart=/bin/bash -c 'source $ros_setup && source $workspace/install/setup.bash && source $venv/bin/activate && exec $launch'
+Restart=on-failure
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+)
+    write_file "$unit_file" "$unit" sudo
+    run sudo systemctl daemon-reload
+    run sudo systemctl enable --now "$unit_name"
+fi
+
 cat <<MSG
 == done. Run:
-  source $workspace/install/setup.bash
-  ros2 launch csk_ros segment.launch.py model_dir:=$bundle eo_topic:=<your EO topic> ir_topic:=<your IR topic>
-== and give the camera driver's process the same DDS profile (segment.launch.py sets it for what it starts):
-  . $workspace/install/csk_ros/share/csk_ros/scripts/dds_env.sh   # in the driver's shell or service, or:
-  export FASTDDS_DEFAULT_PROFILES_FILE=$profile FASTRTPS_DEFAULT_PROFILES_FILE=$profile
+  source $workspace/install/setup.bash && source $venv/bin/activate
+  $launch
+== the launch file applies the DDS profile to the node; give the camera driver's process the same one:
+  . $share/scripts/dds_env.sh   # in the driver's shell or service
 MSG
+if [ "$service" = 1 ]; then echo "== service: systemctl status $unit_name; journalctl -u $unit_name -f"; fi
