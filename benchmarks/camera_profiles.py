@@ -61,9 +61,11 @@ def wait_node_ready(driver: Driver, timeout: float = 60.0) -> bool:
 
 
 def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seconds: float, rate: float,
-            work: Path, node_qos: str | None = None, node_params: dict | None = None) -> dict:
+            work: Path, node_qos: str | None = None, node_params: dict | None = None, cloud: bool = False) -> dict:
     eo_size, ir_kind, transport = PROFILES[profile]
     params = {"eo_transport": transport, "ir_transport": transport}
+    if cloud:
+        params["publish_points"] = True
     if node_qos:
         params["qos"] = node_qos
     params.update(node_params or {})
@@ -72,16 +74,24 @@ def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seco
         params["eo_to_ir_homography"] = homography
     proc = start_node(bundle, dds_env(base_env, dds, "node"), params)
     driver = None
-    sent_file = work / f"sent_{profile}_{qos}_{dds}.json"
+    sent_file = work / f"sent_{profile}_{qos}_{dds}_{cloud}.json"
+    points_file = work / f"points_{profile}_{qos}_{dds}.json"
+    listener = None
     try:
         driver = Driver()
         if not wait_node_ready(driver):
             raise RuntimeError(f"node did not come up:\n{stop_node(proc)[-2000:]}")
+        if cloud:  # a Nav2-like consumer in its own process, on the publisher's DDS profile
+            listener = subprocess.Popen(
+                [sys.executable, str(ROOT / "benchmarks" / "points_listener.py"), "--seconds", str(seconds + 20),
+                 "--out", str(points_file)], env=dds_env(base_env, dds, "publisher"))
+            if not driver.wait_for(lambda: driver.node.count_subscribers("/segment_node/points") > 0, 30):
+                raise RuntimeError("points listener did not subscribe")
         cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
         publisher = subprocess.run(
             [sys.executable, str(ROOT / "benchmarks" / "camera_publisher.py"), "--eo", eo_size, "--ir", ir_kind,
              "--transport", transport, "--qos", qos, "--rate", str(rate), "--seconds", str(seconds),
-             "--out", str(sent_file)],
+             "--out", str(sent_file)] + (["--depth"] if cloud else []),
             env=dds_env(base_env, dds, "publisher"), capture_output=True, text=True, timeout=seconds + 120)
         if publisher.returncode != 0:
             raise RuntimeError(f"publisher failed:\n{publisher.stdout[-1500:]}\n{publisher.stderr[-1500:]}")
@@ -93,9 +103,13 @@ def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seco
                       int.from_bytes(d.status[0].level, "little")) for t, d in driver.diagnostics]
         modes = driver.mode_payloads()
     finally:
+        if listener is not None:
+            listener.send_signal(2)
+            listener.wait(30)
         if driver is not None:
             driver.close()
         log = stop_node(proc)
+    points = json.loads(points_file.read_text()) if cloud and points_file.exists() else None
     last = diags[-1][1]
     first_stamp = sent["ir_stamps"][0]
     fused_at = next((m["since"] for m in modes if m["mode"] == "fused"), None)
@@ -124,6 +138,10 @@ def run_row(bundle: Path, base_env: dict, profile: str, qos: str, dds: str, seco
         "inference_ms_p50": float(last["inference_ms_p50"]),
         "node_cpu_percent": 100 * cpu_used / wall_used, "rejected_total": int(last["rejected_total"]),
         "inference_errors": int(last.get("inference_errors", 0)), "node_log_tail": log[-800:],
+        "cloud": cloud, "points_published": int(last.get("points_published", 0)),
+        "points_skipped": {k: int(v) for k, v in last.items() if k.startswith("points_skipped_")},
+        "points_received_by_listener": points["clouds"] if points else None,
+        "points_sizes": points["sizes"] if points else None,
     }
 
 
@@ -139,6 +157,8 @@ def main(argv=None) -> int:
                    help="override the node's qos parameter (default: the node's default, sensor_data)")
     p.add_argument("--node-param", action="append", default=[], metavar="NAME=JSON",
                    help="extra node parameter for every row, e.g. ort_spinning=true (repeatable)")
+    p.add_argument("--cloud", default="off", help="comma list of off,on: on = publish_points with a depth stream "
+                   "from the publisher and a separate ~/points subscriber process")
     p.add_argument("--out", default=str(RESULTS / "camera_profiles.json"))
     args = p.parse_args(argv)
     base_env = loopback_ros_env()
@@ -150,16 +170,16 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         bundle = Path(args.bundle) if args.bundle else default_bundle(work)
-        combos = [(pr, q, d) for d in args.dds.split(",") for pr in args.profiles.split(",")
-                  for q in args.qos.split(",")]
-        for k, (profile, qos, dds) in enumerate(combos, 1):
-            print(f"[{k}/{len(combos)}] {profile} publisher {qos} dds {dds} ...", flush=True)
+        combos = [(pr, q, d, c == "on") for d in args.dds.split(",") for pr in args.profiles.split(",")
+                  for q in args.qos.split(",") for c in args.cloud.split(",")]
+        for k, (profile, qos, dds, cloud) in enumerate(combos, 1):
+            print(f"[{k}/{len(combos)}] {profile} publisher {qos} dds {dds} cloud {cloud} ...", flush=True)
             rows.append(run_row(bundle, base_env, profile, qos, dds, args.seconds, args.rate, work, args.node_qos,
-                                node_params))
+                                node_params, cloud))
     headers = ["profile", "transport", "pub QoS", "node QoS", "DDS", "EO rx/sent", "IR rx/sent", "masks/IR rx",
                "fused %",
                "switches", "EO loss", "IR loss", "WARN s", "overhead p50/p95 ms", "EO dec p50", "IR dec p50",
-               "node CPU %", "load"]
+               "node CPU %", "load", "cloud pub/rx"]
     table = []
     for r in rows:
         table.append([f"{r['eo']} + {r['ir']}", r["transport"], r["publisher_qos"], r["node_qos"].split()[0], r["dds"],
@@ -169,7 +189,8 @@ def main(argv=None) -> int:
                       f"{100 * r['ir_loss_fraction_node']:.1f}%",
                       "-" if r["loss_warn_after_s"] is None else f"{r['loss_warn_after_s']:.1f}",
                       f"{r['overhead_ms_p50']:.2f}/{r['overhead_ms_p95']:.2f}", f"{r['eo_decode_ms_p50']:.2f}",
-                      f"{r['ir_decode_ms_p50']:.2f}", f"{r['node_cpu_percent']:.0f}", f"{r['load_avg_1min']:.1f}"])
+                      f"{r['ir_decode_ms_p50']:.2f}", f"{r['node_cpu_percent']:.0f}", f"{r['load_avg_1min']:.1f}",
+                      f"{r['points_published']}/{r['points_received_by_listener']}" if r["cloud"] else "off"])
     print(f"\n{args.rate:g} Hz, {args.seconds:g} s per row, node on default parameters, bundle {bundle}\n")
     print_table(headers, table)
     out = write_json(Path(args.out), {"rate_hz": args.rate, "seconds": args.seconds, "bundle": str(bundle),

@@ -76,6 +76,18 @@ def eo_to_ir_homography(eo_size: str, ir_kind: str) -> list[float] | None:
     return None if np.allclose(h, np.eye(3)) else [float(v) for v in h.reshape(-1)]
 
 
+def depth_frame(height: int, width: int, array_to_image, camera_info_type):
+    """A depth image registered to the IR camera (a tilted floor-like plane, 1.5 m at the top to 6 m, with a
+    band of missing returns) and the IR camera_info (60 deg horizontal field of view)."""
+    rows = np.linspace(6000, 1500, height, dtype=np.float32)[:, None]
+    depth = np.repeat(rows, width, axis=1).astype(np.uint16)
+    depth[:, : width // 20] = 0
+    fx = (width / 2) / np.tan(np.radians(30))
+    info = camera_info_type(width=width, height=height, distortion_model="plumb_bob",
+                            k=[fx, 0.0, (width - 1) / 2, 0.0, fx, (height - 1) / 2, 0.0, 0.0, 1.0])
+    return array_to_image(depth, "16UC1"), info
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--eo", default="640x480", choices=("640x480", "1280x720"))
@@ -85,6 +97,9 @@ def main(argv=None) -> int:
     p.add_argument("--rate", type=float, default=30.0)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--eo-stops-after", type=float, help="stop EO after this many seconds (IR goes on)")
+    p.add_argument("--depth", action="store_true",
+                   help="also publish depth/image (16UC1 mm, registered to IR: a tilted plane 1.5-6 m) and "
+                        "ir/camera_info with every IR frame's stamp, for the node's ~/points")
     p.add_argument("--synthetic", action="store_true",
                    help="procedural frames (csk_ros.stream_client.scene) instead of the MSRS samples: for tests")
     p.add_argument("--out", required=True)
@@ -92,7 +107,7 @@ def main(argv=None) -> int:
 
     import rclpy
     from rclpy.qos import QoSProfile, qos_profile_sensor_data
-    from sensor_msgs.msg import CompressedImage
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
     sys.path.insert(0, str(ROOT))
     from csk_ros.image_conversion import array_to_image
@@ -127,6 +142,12 @@ def main(argv=None) -> int:
     suffix = "/compressed" if args.transport == "compressed" else ""
     pub_eo = node.create_publisher(msg_type, "eo/image" + suffix, qos)
     pub_ir = node.create_publisher(msg_type, "ir/image" + suffix, qos)
+    depth_msg = info_msg = None
+    if args.depth:
+        ir_h, ir_w = ir_frame(pairs[0][1], args.ir).shape[:2]
+        depth_msg, info_msg = depth_frame(ir_h, ir_w, array_to_image, CameraInfo)
+        pub_depth = node.create_publisher(Image, "depth/image", qos)
+        pub_info = node.create_publisher(CameraInfo, "ir/camera_info", qos)
     deadline = time.monotonic() + 60
     while not (pub_eo.get_subscription_count() and pub_ir.get_subscription_count()):
         if time.monotonic() > deadline:
@@ -148,6 +169,10 @@ def main(argv=None) -> int:
         if eo_stop is None or k < eo_stop:
             pub_eo.publish(eo_msg)
             sent_eo.append(t)
+        if depth_msg is not None:
+            depth_msg.header = info_msg.header = ir_msg.header
+            pub_depth.publish(depth_msg)
+            pub_info.publish(info_msg)
         pub_ir.publish(ir_msg)
         sent_ir.append(t)
         next_t += period

@@ -18,7 +18,7 @@ import numpy as np
 
 from .image_conversion import ImageDecodeError, image_to_array
 from .pairing import EoBuffer, PairStatus, decide_pairing, stamp_seconds
-from .semantic_cloud import DEPTH_ENCODINGS, DepthError, Intrinsics, SemanticCloudBuilder, cloud_message, \
+from .semantic_cloud import DEPTH_ENCODINGS, CloudMessage, DepthError, Intrinsics, SemanticCloudBuilder, \
     depth_in_metres
 
 
@@ -28,6 +28,7 @@ class PointsOutput:
     def __init__(self, min_m: float, max_m: float, slop_s: float, clock_jump_s: float,
                  lock: threading.Condition, rejected: Counter, counts: Counter, logger):
         self.builder = SemanticCloudBuilder(min_m, max_m)
+        self.cloud = CloudMessage()  # reused: the worker publishes each cloud before building the next
         self.buffer: EoBuffer = EoBuffer(max_len=10, jump_back_s=clock_jump_s)
         self.camera: Intrinsics | None = None
         self.slop_s = slop_s
@@ -72,7 +73,8 @@ class PointsOutput:
     # ------------------------------------------------------------ worker thread
     def cloud_for(self, ir_stamp: float, ir_arrival_wall: float, mask: np.ndarray, confidence: np.ndarray,
                   header, running) -> tuple[object | None, float]:
-        """(PointCloud2 with `header`, or None when this mask gets no cloud; seconds spent waiting for depth)."""
+        """(PointCloud2 with `header`, or None when this mask gets no cloud; seconds spent waiting for depth).
+        The message is reused by the next call: publish it before calling again."""
         t0 = time.monotonic()
         with self.lock:
             while True:
@@ -90,8 +92,9 @@ class PointsOutput:
         else:
             depth, encoding = pairing.eo_item
             try:
-                cloud = cloud_message(self.builder.build(depth_in_metres(depth, encoding), camera, mask, confidence),
-                                      header)
+                self.builder.build(depth_in_metres(depth, encoding), camera, mask, confidence,
+                                   out=self.cloud.points_buffer(*mask.shape))
+                cloud = self.cloud.message(header)
             except DepthError as exc:
                 skipped = exc.reason
         with self.lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import array
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "class", "confidence"],
@@ -98,10 +99,11 @@ class SemanticCloudBuilder:
             self._rays_key = intr
         return self._rays
 
-    def build(self, depth_m: np.ndarray, camera: Intrinsics, mask: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-        """Packed HxW POINT_DTYPE array at the mask's size. `depth_m` must be registered to the camera that
-        `camera` describes (same size); it is resized to the mask with nearest neighbour, never interpolated
-        across depth edges."""
+    def build(self, depth_m: np.ndarray, camera: Intrinsics, mask: np.ndarray, confidence: np.ndarray,
+              out: np.ndarray | None = None) -> np.ndarray:
+        """Packed HxW POINT_DTYPE array at the mask's size (written into `out` when given, e.g. a message's
+        buffer). `depth_m` must be registered to the camera that `camera` describes (same size); it is
+        resized to the mask with nearest neighbour, never interpolated across depth edges."""
         if depth_m.shape != (camera.height, camera.width):
             raise DepthError("depth_size_mismatch", f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but the IR "
                                                     f"camera_info is {camera.width}x{camera.height}: register depth "
@@ -116,35 +118,64 @@ class SemanticCloudBuilder:
             depth_m = depth_m[rows[:, None], cols[None, :]]
         intr = camera if (camera.width, camera.height) == (width, height) else camera.scaled(width, height)
         ray_x, ray_y = self.rays(intr)
-        z = np.array(depth_m, dtype=np.float32)  # a copy: invalid points are overwritten in place
         with np.errstate(invalid="ignore"):
-            invalid = ~((z >= self.min_m) & (z <= self.max_m))  # NaN compares False: invalid too
-        z[invalid] = np.nan
-        points = np.empty((height, width), POINT_DTYPE)
-        np.multiply(ray_x, z, out=points["x"])
-        np.multiply(ray_y, z, out=points["y"])
-        points["z"] = z
-        points["class"] = mask
-        points["confidence"] = confidence
-        return points
+            valid = depth_m >= np.float32(self.min_m)  # NaN compares False: invalid too
+            valid &= depth_m <= np.float32(self.max_m)
+        z = np.where(valid, depth_m, np.float32(np.nan)).astype(np.float32, copy=False)
+        # class and confidence bytes travel as the 4th float32 of each point (offsets 12, 13; 14-15 zero)
+        zeros = np.zeros_like(mask)
+        tags = cv2.merge([np.ascontiguousarray(mask), np.ascontiguousarray(confidence), zeros, zeros])
+        if out is None:
+            out = np.empty((height, width), POINT_DTYPE)
+        elif out.shape != (height, width) or out.dtype != POINT_DTYPE:
+            raise ValueError(f"out must be {height}x{width} {POINT_DTYPE}, got {out.shape} {out.dtype}")
+        # One interleaving pass (OpenCV's SIMD merge) instead of five strided field writes: the cloud is
+        # 16 bytes a pixel, and at 640x480 the strided writes cost more than everything else.
+        cv2.merge([ray_x * z, ray_y * z, z, tags.view(np.float32)[:, :, 0]],
+                  dst=out.view(np.float32).reshape(height, width, 4))
+        return out
 
 
-def cloud_message(points: np.ndarray, header):
-    """sensor_msgs/PointCloud2 (organized, is_dense False) from a packed POINT_DTYPE array."""
+class CloudMessage:
+    """One sensor_msgs/PointCloud2 reused frame after frame, its data buffer written in place by
+    SemanticCloudBuilder.build(out=...). Safe because rclpy copies a message inside publish(): fill,
+    publish, then fill again (one thread). Saves allocating and page-faulting 4.9 MB per frame at 640x480."""
+
+    def __init__(self):
+        self.msg = None
+        self._view: np.ndarray | None = None
+
+    def points_buffer(self, height: int, width: int) -> np.ndarray:
+        """The HxW POINT_DTYPE view of the message's data to build into."""
+        if self.msg is None or (self.msg.height, self.msg.width) != (height, width):
+            self._view = None  # release the buffer export before the array is replaced
+            self.msg = _empty_cloud(height, width)
+            self._view = np.frombuffer(self.msg.data, np.uint8).view(POINT_DTYPE).reshape(height, width)
+        return self._view
+
+    def message(self, header):
+        self.msg.header = header
+        return self.msg
+
+
+def _empty_cloud(height: int, width: int):
     from sensor_msgs.msg import PointCloud2, PointField  # lazy: this module must import without ROS
 
     kinds = {"<f4": PointField.FLOAT32, "|u1": PointField.UINT8}
     msg = PointCloud2()
-    msg.header = header
-    msg.height, msg.width = int(points.shape[0]), int(points.shape[1])
-    msg.fields = [PointField(name=name, offset=int(offset), datatype=kinds[points.dtype.fields[name][0].str],
-                             count=1) for name, (_, offset) in sorted(POINT_DTYPE.fields.items(),
-                                                                      key=lambda f: f[1][1])]
+    msg.height, msg.width = height, width
+    msg.fields = [PointField(name=name, offset=int(offset), datatype=kinds[dtype.str], count=1)
+                  for name, (dtype, offset) in sorted(POINT_DTYPE.fields.items(), key=lambda f: f[1][1])]
     msg.is_bigendian = False  # POINT_DTYPE is little-endian on every host
     msg.point_step = POINT_DTYPE.itemsize
-    msg.row_step = msg.point_step * msg.width
+    msg.row_step = msg.point_step * width
     msg.is_dense = False
-    data = array.array("B")
-    data.frombytes(np.ascontiguousarray(points).view(np.uint8).reshape(-1))  # one memcpy, rclpy's fast path
-    msg.data = data
+    msg.data = array.array("B", bytes(msg.row_step * height))
     return msg
+
+
+def cloud_message(points: np.ndarray, header):
+    """A new sensor_msgs/PointCloud2 (organized, is_dense False) holding a copy of a packed POINT_DTYPE array."""
+    writer = CloudMessage()
+    writer.points_buffer(*points.shape)[...] = points
+    return writer.message(header)

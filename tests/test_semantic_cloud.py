@@ -125,4 +125,20 @@ def test_cloud_message_layout_matches_the_points():
                       "z": (8, PointField.FLOAT32, 1), "class": (12, PointField.UINT8, 1),
                       "confidence": (13, PointField.UINT8, 1)}
     decoded = np.frombuffer(bytes(msg.data), POINT_DTYPE).reshape(480, 640)
+    assert bytes(decoded.view(np.uint8)[0, 14:16]) == b"\x00\x00"  # padding is zero
     assert np.array_equal(decoded.view(np.uint8), points.view(np.uint8))
+
+
+def test_the_reused_message_holds_the_latest_cloud_and_follows_size_changes():
+    from csk_ros.semantic_cloud import CloudMessage
+
+    writer, builder = CloudMessage(), SemanticCloudBuilder()
+    cam = Intrinsics(50.0, 50.0, 15.5, 11.5, 32, 24)
+    for depth_value in (1.0, 3.0):
+        mask, conf = labels((24, 32), seed=int(depth_value))
+        builder.build(np.full((24, 32), depth_value, np.float32), cam, mask, conf, out=writer.points_buffer(24, 32))
+        decoded = np.frombuffer(bytes(writer.message(None).data), POINT_DTYPE).reshape(24, 32)
+        assert np.all(decoded["z"] == depth_value) and np.array_equal(decoded["class"], mask)
+    first = writer.msg
+    writer.points_buffer(12, 16)
+    assert writer.msg is not first and (writer.msg.height, writer.msg.width, len(writer.msg.data)) == (12, 16, 3072)
