@@ -6,6 +6,11 @@ HxW. Backends: TensorRT (engines in the bundle) and ONNX Runtime (the ONNX
 graphs). With backend="auto", TensorRT is used when it is installed and the
 bundle carries valid engines for this GPU; otherwise ONNX Runtime, and the
 reason is kept in `Segmenter.fallback_reason` for logs and diagnostics.
+
+precision="int8" runs the bundle's INT8 QDQ graphs (`python -m
+engines.quantize`) under ONNX Runtime, and asks TensorRT for int8 engines;
+"fp32" runs the float graphs under ONNX Runtime and lets TensorRT pick the
+bundle's engine as before.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from ..bundle import Bundle, BundleError, load_manifest
 from .onnxruntime_backend import OnnxRuntimeRunner
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
+RUNTIME_PRECISIONS = ("fp32", "int8")
 
 
 class Segmenter:
@@ -76,30 +82,50 @@ def _runtime_graphs(bundle: Bundle) -> tuple[str, ...]:
     return tuple(g for g in ("fused", "ir_only") if g in bundle.graphs)
 
 
-def _tensorrt_runner(bundle: Bundle, rebuild: bool, log=None):
+def _tensorrt_runner(bundle: Bundle, rebuild: bool, log=None, precision: str = "fp32"):
     from .tensorrt_backend import TensorRTRunner  # imports tensorrt; ImportError when absent
 
-    return TensorRTRunner(bundle, _runtime_graphs(bundle), rebuild=rebuild, log=log)
+    # fp32 keeps TensorRT's own choice among the bundle's engines (fp16 as built by engines.build)
+    return TensorRTRunner(bundle, _runtime_graphs(bundle), rebuild=rebuild, log=log,
+                          precision="int8" if precision == "int8" else None)
+
+
+def int8_graph_problem(bundle: Bundle) -> str | None:
+    """Why the bundle cannot run in int8 under ONNX Runtime (None: it can)."""
+    missing = [g for g in _runtime_graphs(bundle) if g not in bundle.quantized]
+    if not missing:
+        return None
+    return (f"precision 'int8' needs the bundle's INT8 QDQ graphs, but {bundle.root} has none for "
+            f"{', '.join(missing)}; create them with `python -m engines.quantize --bundle {bundle.root}` "
+            "or run with precision 'fp32'")
 
 
 def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: bool = True,
                 intra_op_threads: int = 0, inter_op_threads: int = 0, providers: list[str] | None = None,
-                log=None, ort_spinning: bool = False) -> Segmenter:
+                log=None, ort_spinning: bool = False, precision: str = "fp32") -> Segmenter:
     """Load and validate a model bundle and both of its runtime graphs.
 
     Raises BundleError with a specific message for a bad bundle. With
     backend="auto", a TensorRT problem (not installed, no or stale engines,
     corrupt engine) falls back to ONNX Runtime and says why via `log` and
-    `Segmenter.fallback_reason`.
+    `Segmenter.fallback_reason`. precision="int8" without INT8 graphs in the
+    bundle is a BundleError at start-up (whatever the backend), never a
+    silent fp32 run.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if precision not in RUNTIME_PRECISIONS:
+        raise ValueError(f"precision must be one of {RUNTIME_PRECISIONS}, got {precision!r}")
     bundle = load_manifest(path)
+    if precision == "int8" and backend != "tensorrt":
+        problem = int8_graph_problem(bundle)  # checked before TensorRT so "auto" cannot fall back into it later
+        if problem:
+            raise BundleError(problem)
     fallback_reason = None
     if backend in ("auto", "tensorrt"):
         segmenter = None
         try:
-            segmenter = Segmenter(bundle, _tensorrt_runner(bundle, rebuild, log))
+            segmenter = Segmenter(bundle, _tensorrt_runner(bundle, rebuild, log, precision))
             if warm_up:
                 segmenter.warm_up()  # a CUDA failure here must fall back too, not crash the node
             return segmenter
@@ -116,11 +142,11 @@ def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: boo
         if log:
             log(f"falling back to ONNX Runtime: {fallback_reason}")
     runner = OnnxRuntimeRunner(bundle, _runtime_graphs(bundle), intra_op_threads, inter_op_threads, providers,
-                               allow_spinning=ort_spinning)
+                               allow_spinning=ort_spinning, precision=precision)
     segmenter = Segmenter(bundle, runner, fallback_reason)
     if warm_up:
         segmenter.warm_up()
     return segmenter
 
 
-__all__ = ["BACKENDS", "Segmenter", "load_bundle", "OnnxRuntimeRunner", "BundleError"]
+__all__ = ["BACKENDS", "RUNTIME_PRECISIONS", "Segmenter", "load_bundle", "OnnxRuntimeRunner", "BundleError"]

@@ -13,7 +13,8 @@ class OnnxRuntimeRunner:
     name = "onnxruntime"
 
     def __init__(self, bundle: Bundle, graphs: tuple[str, ...], intra_op_threads: int = 0,
-                 inter_op_threads: int = 0, providers: list[str] | None = None, allow_spinning: bool = False):
+                 inter_op_threads: int = 0, providers: list[str] | None = None, allow_spinning: bool = False,
+                 precision: str = "fp32"):
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -33,7 +34,10 @@ class OnnxRuntimeRunner:
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         self.sessions = {}
         for graph in graphs:
-            record = bundle.graphs[graph]
+            if precision == "int8" and graph not in bundle.quantized:
+                raise BundleError(f"{bundle.root}: no INT8 graph for '{graph}'; create it with "
+                                  f"`python -m engines.quantize --bundle {bundle.root}`")
+            record = bundle.source_graph(graph, precision)  # the QDQ graph for int8
             try:
                 session = ort.InferenceSession(str(record.path), sess_options=options, providers=providers)
             except Exception as exc:  # ORT raises its own exception types for corrupt models
@@ -43,7 +47,8 @@ class OnnxRuntimeRunner:
         self.providers = self.sessions[graphs[0]].get_providers()
         self.info = {"backend": "onnxruntime", "providers": self.providers,
                      "intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads,
-                     "allow_spinning": allow_spinning}
+                     "allow_spinning": allow_spinning, "precision": precision,
+                     "graph_files": {g: bundle.source_graph(g, precision).path.name for g in self.sessions}}
 
     @staticmethod
     def _check_io(session, record, bundle: Bundle) -> None:
