@@ -147,7 +147,8 @@ class SegmentNode(Node):
             f"loaded bundle {bundle.root} ({bundle.height}x{bundle.width}, graphs {sorted(bundle.graphs)}) on "
             f"{self.segmenter.backend_name} {info.get('providers', '')}; subscribed to "
             f"{self.input_topics['eo']} ({cfg.eo_transport}) and {self.input_topics['ir']} ({cfg.ir_transport}), "
-            f"qos {cfg.qos}")
+            f"qos {cfg.qos}" + (f"; ~/points from {self.input_topics['depth']} and {self.input_topics['camera_info']}"
+                                if self.points is not None else ""))
 
     # ------------------------------------------------------------ parameters
     def _load_config(self) -> NodeConfig:

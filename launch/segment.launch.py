@@ -1,5 +1,9 @@
 """ros2 launch csk_ros segment.launch.py [model_dir:=DIR] [params_file:=FILE] [namespace:=NS]
 [eo_topic:=TOPIC] [ir_topic:=TOPIC] [use_sim_time:=true] [log_level:=info] [dds_profile:=auto|none|FILE]
+[publish_points:=true] [depth_topic:=TOPIC] [ir_camera_info_topic:=TOPIC]
+
+publish_points / depth_topic / ir_camera_info_topic: the semantic cloud ~/points
+for Nav2 from a depth image registered to the IR camera (README, "Feeding Nav2").
 
 dds_profile: the Fast DDS profile set (SetEnvironmentVariable) for the node and
 for every process this launch starts after it. auto = a profile you already
@@ -38,6 +42,12 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("eo_topic", default_value="eo/image", description="EO (colour) image topic"),
         DeclareLaunchArgument("ir_topic", default_value="ir/image", description="IR (thermal) image topic"),
+        DeclareLaunchArgument("depth_topic", default_value="depth/image",
+                              description="depth image registered to the IR camera (16UC1 mm or 32FC1 m)"),
+        DeclareLaunchArgument("ir_camera_info_topic", default_value="ir/camera_info",
+                              description="the IR camera's camera_info"),
+        DeclareLaunchArgument("publish_points", default_value="",
+                              description="true | false: publish ~/points; empty = the params file's value"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
         DeclareLaunchArgument("dds_profile", default_value="auto",
@@ -51,7 +61,9 @@ def generate_launch_description():
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         emulate_tty=True,
-        remappings=[("eo/image", LaunchConfiguration("eo_topic")), ("ir/image", LaunchConfiguration("ir_topic"))],
+        remappings=[("eo/image", LaunchConfiguration("eo_topic")), ("ir/image", LaunchConfiguration("ir_topic")),
+                    ("depth/image", LaunchConfiguration("depth_topic")),
+                    ("ir/camera_info", LaunchConfiguration("ir_camera_info_topic"))],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
     )
     sim_time = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
@@ -63,6 +75,11 @@ def generate_launch_description():
         # path holding a quote into a syntax error (PythonExpression could).
         model_dir = LaunchConfiguration("model_dir").perform(context)
         parameters = [LaunchConfiguration("params_file"), sim_time] + ([{"model_dir": model_dir}] if model_dir else [])
+        points = LaunchConfiguration("publish_points").perform(context).strip().lower()
+        if points not in ("", "true", "false"):
+            raise ValueError(f"publish_points:={points!r}: expected true or false")
+        if points:
+            parameters.append({"publish_points": points == "true"})
         return [Node(**common, parameters=parameters)]
 
     return LaunchDescription(args + [OpaqueFunction(function=dds_environment), OpaqueFunction(function=node)])
