@@ -30,6 +30,9 @@ PARAMS = (
     ParamSpec("model_dir", "", "Model bundle directory (manifest.json + ONNX graphs + optional TensorRT engines)."),
     ParamSpec("backend", "auto", "Inference backend; auto = TensorRT when usable, else ONNX Runtime.",
               ("auto", "tensorrt", "onnxruntime")),
+    ParamSpec("precision", "fp32", "fp32 | int8. int8 runs the bundle's INT8 Q/DQ graphs (made by `python -m "
+              "engines.quantize`, accuracy-gated) on ONNX Runtime, or INT8 engines built from them with TensorRT; a "
+              "bundle without them fails at start-up.", ("fp32", "int8")),
     ParamSpec("rebuild_engines", False, "Rebuild stale TensorRT engines from the bundle's ONNX at start-up."),
     ParamSpec("ort_threads", 0, "ONNX Runtime intra-op threads (0 = one per core).", min_value=0, max_value=256),
     ParamSpec("ort_spinning", False, "Let ONNX Runtime's threads busy-wait between inferences: a little less latency "
@@ -108,6 +111,7 @@ SPECS = {p.name: p for p in PARAMS}
 class NodeConfig:
     model_dir: str
     backend: str
+    precision: str
     rebuild_engines: bool
     ort_threads: int
     ort_spinning: bool
@@ -184,7 +188,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         thermal = {k.split(".", 1)[1]: v for k, v in full.items() if k.startswith("thermal.")}
         ThermalScaling.from_dict(thermal)  # validate now, not on the first mono16 frame
     return NodeConfig(
-        model_dir=full["model_dir"], backend=full["backend"], rebuild_engines=full["rebuild_engines"],
+        model_dir=full["model_dir"], backend=full["backend"], precision=full["precision"],
+        rebuild_engines=full["rebuild_engines"],
         ort_threads=int(full["ort_threads"]), ort_spinning=full["ort_spinning"], qos=full["qos"],
         qos_depth=int(full["qos_depth"]),
         eo_transport=full["eo_transport"], ir_transport=full["ir_transport"],

@@ -72,7 +72,7 @@ class SegmentNode(Node):
         cfg = self.config
         self.segmenter = load_bundle(cfg.model_dir, backend=cfg.backend, rebuild=cfg.rebuild_engines,
                                      intra_op_threads=cfg.ort_threads, log=self.get_logger().warning,
-                                     ort_spinning=cfg.ort_spinning)
+                                     ort_spinning=cfg.ort_spinning, precision=cfg.precision)
         bundle = self.segmenter.bundle
         self.thermal_rule = cfg.thermal_rule(bundle.thermal_scaling)
         self.preparer = InputPreparer(bundle.height, bundle.width, cfg.homography)
@@ -428,7 +428,8 @@ class SegmentNode(Node):
                 "ir_age_s": "never" if ir_age is None else f"{ir_age:.3f}",
                 "inference_ms_p50": f"{lat50:.2f}", "inference_ms_p95": f"{lat95:.2f}",
                 "overhead_ms_p50": f"{ovh50:.3f}", "overhead_ms_p95": f"{ovh95:.3f}",
-                "backend": self.segmenter.backend_name, "bundle": str(self.segmenter.bundle.root),
+                "backend": self.segmenter.backend_name, "precision": cfg.precision,
+                "bundle": str(self.segmenter.bundle.root),
                 "backend_info": json.dumps(self.segmenter.info, default=str),
                 "eo_received": str(self.eo_rate.count), "ir_received": str(self.ir_rate.count),
                 "eo_transport": cfg.eo_transport, "ir_transport": cfg.ir_transport,

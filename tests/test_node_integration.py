@@ -218,6 +218,8 @@ def test_sim_time_and_backward_clock_jump(node, tiny_bundle):
     ({"backend": "cuda"}, "parameter 'backend' must be one of"),
     ({"eo_to_ir_homography": [1.0, 0.0, 0.0]}, "needs 9 numbers"),
     ({"health.eo_timout_s": 1.0}, "unknown parameter(s) ['health.eo_timout_s']"),
+    ({"precision": "int8"}, "python -m engines.quantize"),  # a bundle without INT8 graphs
+    ({"precision": "fp16"}, "parameter 'precision' must be one of"),
 ])
 def test_bad_parameters_fail_at_start_with_a_clear_message(tiny_bundle, ros_env, params, message):
     proc = start_node(tiny_bundle, ros_env, dict(FAST, **params))
