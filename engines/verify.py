@@ -165,7 +165,8 @@ def main(argv=None) -> int:
         print(f"error: the {args.backend} backend cannot run this bundle here: {exc}", file=sys.stderr)
         return 2
     try:
-        precisions = dict(candidate.info.get("precision") or {})
+        precision = candidate.info.get("precision") or {}  # TensorRT: per graph; ONNX Runtime: one for all
+        precisions = dict(precision) if isinstance(precision, dict) else {g: precision for g in RUNTIME_GRAPHS}
         results = compare(candidate, bundle, frames, precisions, args.min_agreement)
     except (VerificationError, BundleError, ValueError, RuntimeError) as exc:
         print(f"error: verification failed: {exc}", file=sys.stderr)

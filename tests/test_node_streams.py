@@ -12,6 +12,7 @@ import time
 import cv2
 import numpy as np
 
+from csk_ros.dds_profile import environment_for
 from csk_ros.stream_client import Driver, scene, start_node, stop_node
 from tests import test_node_integration as integration
 from tests.test_node_integration import FAST, PERIOD, Camera, H, W, first_mode, mask_stamps
@@ -28,7 +29,8 @@ def diag_int(d, key):
 def test_sensor_data_640x480_with_the_shipped_profile_loses_nothing(tiny_bundle, ros_env, tmp_path):
     """A separate best-effort publisher process at 30 Hz, bgr8 640x480 (921 KB: over Fast DDS's default 512 KB
     shared-memory segment), both processes on config/fastdds_large_frames.xml, node on default parameters."""
-    env = dict(ros_env, FASTDDS_DEFAULT_PROFILES_FILE=PROFILE)
+    # both variables where the distro is unknown (pip wheels): Jazzy's Fast DDS 2 reads only FASTRTPS_*
+    env = dict(ros_env, **{k: v for k, v in environment_for(PROFILE).items() if v is not None})
     proc = start_node(tiny_bundle, env, {"diagnostics_period_s": 0.2})
     d = Driver()
     try:
