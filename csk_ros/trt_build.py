@@ -147,6 +147,18 @@ def explicit_int8(bundle: Bundle, graph: str, precision: str) -> bool:
     return precision == "int8" and graph in (getattr(bundle, "quantized", None) or {})
 
 
+def qdq_problems(bundle: Bundle, graph: str) -> list[str]:
+    """Why the bundle's Q/DQ graph of `graph` cannot become a TensorRT engine. engines.quantize
+    records `tensorrt_compatible`: its default (ONNX Runtime CPU) flavour has asymmetric uint8
+    activations, while TensorRT's explicit quantization takes symmetric int8 only (zero point 0)."""
+    record = ((bundle.manifest.get("quantized") or {}).get(graph) or {}) if explicit_int8(bundle, graph, "int8") else {}
+    if record.get("tensorrt_compatible") is False:
+        return [f"{record.get('file', graph + '.int8.onnx')} is the ONNX Runtime flavour (asymmetric uint8 "
+                "activations); TensorRT's explicit quantization takes symmetric int8 only: re-run `python -m "
+                f"engines.quantize --bundle {bundle.root} --activations int8-symmetric`, or build fp16"]
+    return []
+
+
 def source_graph(bundle: Bundle, graph: str, precision: str):
     """The ONNX record an engine of `graph` at `precision` is built from (and whose
     hash its record carries): the Q/DQ graph for int8 when the bundle has one."""
@@ -265,7 +277,7 @@ def rebuild_precision(bundle: Bundle, graph: str, precision: str | None = None) 
     if precision:
         return precision
     previous = [e.precision for e in bundle.engines_for(graph)
-                if e.precision != "int8" or explicit_int8(bundle, graph, "int8")]
+                if e.precision != "int8" or (explicit_int8(bundle, graph, "int8") and not qdq_problems(bundle, graph))]
     return previous[-1] if previous else "fp16"
 
 
@@ -454,6 +466,8 @@ def build_and_record(bundle: Bundle, graph: str, precision: str, runtime_info: t
     trt_version, gpu_name, compute_capability = runtime_info[:3]
     sm_count = runtime_info[3] if len(runtime_info) > 3 else None
     record = source_graph(bundle, graph, precision)
+    if precision == "int8" and qdq_problems(bundle, graph):
+        raise EngineBuildError("; ".join(qdq_problems(bundle, graph)))
     if sha256_of(record.path) != record.sha256:
         raise BundleError(f"{record.path.name} changed since the manifest was written; re-export the bundle")
     file_name = engine_file_name(graph, precision, trt_version, gpu_name, sm_count)
@@ -681,7 +695,7 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
 
 __all__ = ["INSTALL_HINT", "CUDA_PYTHON_PINS", "DEFAULT_WORKSPACE_MB", "EngineBuildError", "import_tensorrt",
            "import_cudart", "cuda_check", "gpu_slug", "engine_file_name", "calibration_cache_path", "trtexec_command",
-           "expected_io", "io_problems", "explicit_int8", "source_graph", "recorded_sm_count",
+           "expected_io", "io_problems", "explicit_int8", "qdq_problems", "source_graph", "recorded_sm_count",
            "sm_count_problems", "select_engine", "rebuild_precision", "uint8_intermediate_problems",
            "format_parser_error",
            "build_engine_bytes", "inspect_engine_bytes", "engine_io", "record_engine", "build_and_record",

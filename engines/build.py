@@ -41,7 +41,7 @@ from csk_ros.bundle import PRECISIONS, BundleError, load_manifest
 from csk_ros.trt_build import (DEFAULT_CALIB_IMAGES, DEFAULT_WORKSPACE_MB, INSTALL_HINT, EngineBuildError,
                                build_and_record, build_engine_bytes, calibration_cache_path, calibration_sources,
                                engine_file_name, explicit_int8, inspect_engine_bytes, make_entropy_calibrator,
-                               source_graph, trtexec_command, uint8_intermediate_problems)
+                               qdq_problems, source_graph, trtexec_command, uint8_intermediate_problems)
 
 VIAS = ("tensorrt", "torch-tensorrt")
 TORCH_TRT_REMOVED = ("--via torch-tensorrt was removed: it compiled the checkpoint instead of the bundle's verified "
@@ -101,6 +101,10 @@ def main(argv=None) -> int:
     if args.via == "torch-tensorrt" or args.checkpoint:
         return _fail(TORCH_TRT_REMOVED)
     caches = {g: calibration_cache_path(bundle, g, args.calib_cache, shared=len(graphs) > 1) for g in graphs}
+    if args.precision == "int8":
+        problems = [p for g in graphs for p in qdq_problems(bundle, g)]
+        if problems:
+            return _fail("\n  ".join(["INT8 engines cannot be built from these Q/DQ graphs:", *problems]))
     calibrated = [g for g in graphs if args.precision == "int8" and not explicit_int8(bundle, g, args.precision)]
     if calibrated:  # no Q/DQ graph: the TensorRT-10-only calibrator fallback
         print(f"note: {', '.join(calibrated)} has no Q/DQ graph in the bundle; INT8 falls back to calibration "

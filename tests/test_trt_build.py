@@ -140,7 +140,8 @@ def add_qdq_records(bundle_root: Path, graphs=("fused", "ir_only")) -> None:
         path = bundle_root / f"{graph}.int8.onnx"
         _save(qdq_graph(graph, h, w), path)
         manifest.setdefault("quantized", {})[graph] = dict(manifest["graphs"][graph], file=path.name,
-                                                           sha256=sha256_of(path), precision="int8")
+                                                           sha256=sha256_of(path), precision="int8",
+                                                           tensorrt_compatible=True)  # symmetric int8
     (bundle_root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     assert set(load_manifest(bundle_root).quantized) == set(graphs)
 
@@ -1382,3 +1383,22 @@ def test_rebuild_precision_keeps_int8_only_with_a_qdq_graph(bundle_dir):
     assert rebuild_precision(load_manifest(bundle_dir), "ir_only") == "fp16"  # calibrator int8: no images here
     add_qdq_records(bundle_dir, ("ir_only",))
     assert rebuild_precision(load_manifest(bundle_dir), "ir_only") == "int8"
+
+
+@NO_TRT
+def test_cli_refuses_int8_from_the_onnxruntime_flavour_of_qdq(bundle_dir, fake_trt_path):
+    """engines.quantize's default graphs (asymmetric uint8 activations) are for ONNX Runtime; TensorRT's
+    explicit quantization takes symmetric int8 only, and a calibrated engine would not match the
+    int8 source the bundle names: refuse with the fix."""
+    add_qdq_records(bundle_dir, ("ir_only",))
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["quantized"]["ir_only"]["tensorrt_compatible"] = False
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+    before = _snapshot(bundle_dir)
+    result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--precision", "int8", "--graphs", "ir_only")
+    assert result.returncode == 1 and "ir_only.int8.onnx is the ONNX Runtime flavour" in result.stderr
+    assert "--activations int8-symmetric" in result.stderr and _snapshot(bundle_dir) == before
+    from csk_ros.trt_build import rebuild_precision
+
+    _record(bundle_dir, graph="ir_only", precision="int8")
+    assert rebuild_precision(load_manifest(bundle_dir), "ir_only") == "fp16"
