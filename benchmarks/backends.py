@@ -3,10 +3,27 @@ ORT-CUDA where present), at the bundle size and at 480x640, plus the
 parameters and MACs of ir_only.onnx next to a single-modality DeepLabV3.
 
 python benchmarks/backends.py [--checkpoint CKPT] [--threads N] [--runs N] [--out JSON]
+python benchmarks/backends.py --int8 [--demo-checkpoint CKPT] [--edge-checkpoint CKPT]
+python benchmarks/backends.py --costs
 
 Without --checkpoint it benchmarks the synthetic demo architecture with
 random weights (latency does not depend on the weights). Prints a table and
 writes JSON (default benchmarks/results/backends.json).
+
+--int8: torch eager fp32, ONNX Runtime fp32 and ONNX Runtime INT8 (the
+bundle's QDQ graphs from engines.quantize, through load_bundle as the node
+runs them) side by side, at the bundle size and at 480x640, for the trained
+demo model and the edge configuration trained briefly on the synthetic set;
+each row with median / p95 ms, speedup vs torch and vs ORT fp32, and mIoU on
+the synthetic test split (frames resized to the row's size as the node
+resizes camera frames; labels nearest). Missing checkpoints are trained
+first (`training.demo` pipeline; the edge config for --edge-steps steps).
+Writes benchmarks/results/backends_int8.json.
+
+--costs: params and MACs of fused / IR-only graphs of the paper-like
+ResNet-18 and the edge configuration at 480x640 and 512x640, and the IR-only
+graph against a single-modality DeepLabV3, fp32 and INT8 QDQ.
+Writes benchmarks/results/backends_costs.json.
 """
 
 from __future__ import annotations
@@ -112,17 +129,216 @@ def cost_rows(model, work: Path, height: int, width: int) -> dict:
             "ir_only_equals_baseline": csk == base, "size": f"{height}x{width}"}
 
 
+EDGE_CONFIG = CONFIG.with_name("edge.yaml")
+PAPER_R18 = ["model.depth=18", "model.width=64", "model.output_stride=8", "model.aspp_channels=256",
+             "model.aspp_rates=[12,24,36]"]
+
+
+def edge_overrides() -> list[str]:
+    """The edge configuration's model on the synthetic data (no ImageNet download)."""
+    model = load_config(EDGE_CONFIG)["model"]
+    keys = ("depth", "width", "output_stride", "aspp_channels", "aspp_rates")
+    return [f"model.{k}={model[k]}".replace(" ", "") for k in keys]
+
+
+def train_missing(name: str, checkpoint: Path | None, work: Path, edge_steps: int) -> Path:
+    """The checkpoint to benchmark; trains it when absent (demo: teacher + CSK-Net as `make demo`;
+    edge: the edge model on the synthetic set, no teacher, `edge_steps` steps)."""
+    if checkpoint and checkpoint.is_file():
+        return checkpoint
+    out = checkpoint.parent if checkpoint else work / name
+    print(f"{name}: no checkpoint at {checkpoint}; training one under {out} ...", flush=True)
+    if name == "demo":
+        from training.demo import train_stages
+
+        return train_stages(out.parent if out.name == "csk" else out, [], 8, baseline=False)["csk"]
+    from training.train import train
+
+    cfg = load_config(CONFIG, edge_overrides() + [
+        f"train.max_steps={edge_steps}", f"train.eval_every={max(1, edge_steps // 3)}", "loss.kd_feature=0",
+        "loss.kd_logit=0", "loss.kd_feature_ir_only=0", "loss.kd_logit_ir_only=0"])
+    train(cfg, out, "csk")
+    return out / "best.pt"
+
+
+def int8_rows(name: str, checkpoint: Path, work: Path, height: int, width: int, threads: int, runs: int,
+              warmup: int, miou_images: int | None, calib_images: int, val_images: int | None) -> tuple[list, dict]:
+    """torch eager fp32 / ORT fp32 / ORT int8 rows for both graphs at one size, and the gate's record."""
+    from csk_ros.backends import load_bundle
+    from engines.calibration import load_images, session_miou
+    from engines.quantize import QuantizeError, quantize_bundle
+
+    model, ckpt = model_from_checkpoint(checkpoint)
+    quiet = lambda *_: None  # noqa: E731
+    bundle = export_bundle(checkpoint, work / f"{name}_{height}x{width}", height, width, graphs=("fused", "ir_only"),
+                           force=True, log=quiet)
+    try:
+        gate = quantize_bundle(bundle, num_images=calib_images, val_images=val_images, log=print)
+    except QuantizeError as exc:
+        gate = {"refused": str(exc)}
+        print(f"  {name} {height}x{width}: quantisation refused: {exc}")
+    test = load_images(ckpt["config"]["data"], "test", height, width, miou_images)
+    classes = ckpt["config"]["model"]["num_classes"]
+    backends = {"ORT fp32": load_bundle(bundle, backend="onnxruntime", intra_op_threads=threads,
+                                        inter_op_threads=1)}
+    if "refused" not in gate:
+        backends["ORT int8"] = load_bundle(bundle, backend="onnxruntime", intra_op_threads=threads,
+                                           inter_op_threads=1, precision="int8")
+    rows = []
+    for graph in ("fused", "ir_only"):
+        deploy = DeployGraph(model, graph)
+
+        def torch_run(feeds, deploy=deploy):
+            with torch.inference_mode():
+                return [t.numpy() for t in deploy(*(torch.from_numpy(v) for v in feeds.values()))]
+
+        runners = {"torch eager fp32": torch_run}
+        for label, seg in backends.items():
+            runners[label] = lambda feeds, seg=seg, graph=graph: seg.runner.run(graph, feeds)
+        base = dict(model=name, size=f"{height}x{width}", graph=graph, threads=threads)
+        for label, run in runners.items():
+            feeds = test.feeds(graph, 0)
+            timing = time_calls(lambda: run(feeds), runs, warmup)
+            quality = session_miou(run, graph, test, classes)
+            rows.append(dict(base, backend=label, miou=quality["miou"], miou_images=len(test), **timing))
+            print(f"  {name} {height}x{width} {graph:7s} {label:16s} {timing['median_ms']:8.1f} ms  "
+                  f"mIoU {100 * quality['miou']:.1f}", flush=True)
+    for seg in backends.values():
+        seg.close()
+    return rows, gate
+
+
+def add_speedups(rows: list[dict]) -> None:
+    for r in rows:
+        same = [e for e in rows if (e["model"], e["size"], e["graph"]) == (r["model"], r["size"], r["graph"])]
+        ref = {e["backend"]: e["median_ms"] for e in same}
+        r["speedup_vs_torch"] = ref["torch eager fp32"] / r["median_ms"]
+        r["speedup_vs_ort_fp32"] = ref["ORT fp32"] / r["median_ms"]
+        r["miou_drop_vs_fp32_points"] = 100 * (next(e["miou"] for e in same if e["backend"] == "ORT fp32")
+                                               - r["miou"])
+
+
+def run_int8(args) -> int:
+    import os
+
+    load = os.getloadavg()
+    rows, gates = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        checkpoints = {"demo": train_missing("demo", Path(args.demo_checkpoint), work, args.edge_steps),
+                       "edge": train_missing("edge", Path(args.edge_checkpoint), work, args.edge_steps)}
+        for name, checkpoint in checkpoints.items():
+            data = load_config_from(checkpoint)["data"]
+            native = tuple(data.get("size") or (96, 128))
+            for (h, w), runs, warmup, images in ((native, args.runs, args.warmup, None),
+                                                 ((480, 640), max(5, args.runs // 3), 2, args.vga_images)):
+                print(f"{name} at {h}x{w} ...", flush=True)
+                r, gate = int8_rows(name, checkpoint, work, h, w, args.threads, runs, warmup, images,
+                                    args.calib_images, None if (h, w) == native else args.vga_images)
+                rows += r
+                gates[f"{name} {h}x{w}"] = gate
+    add_speedups(rows)
+    end_load = os.getloadavg()
+    print(f"\nINT8 vs fp32, {args.threads} threads (median / p95 ms; mIoU on the synthetic test split); "
+          f"load average {load[0]:.2f} at start, {end_load[0]:.2f} at end:\n")
+    print_table(["model", "size", "graph", "backend", "median ms", "p95 ms", "vs torch", "vs ORT fp32", "mIoU",
+                 "frames"],
+                [[r["model"], r["size"], r["graph"], r["backend"], f"{r['median_ms']:.1f}", f"{r['p95_ms']:.1f}",
+                  f"{r['speedup_vs_torch']:.2f}x", f"{r['speedup_vs_ort_fp32']:.2f}x", f"{100 * r['miou']:.1f}",
+                  r["miou_images"]] for r in rows])
+    out = write_json(Path(args.out).with_name("backends_int8.json") if args.out == DEFAULT_OUT else Path(args.out),
+                     {"threads": args.threads, "load_average_start": load, "load_average_end": end_load,
+                      "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "rows": rows, "quantize": gates})
+    print(f"wrote {out}")
+    return 0
+
+
+def load_config_from(checkpoint: Path) -> dict:
+    from training.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint)["config"]
+
+
+def graph_costs(overrides: list[str], work: Path, height: int, width: int, quantized: bool) -> dict:
+    """fp32 (and optionally INT8 QDQ) params / MACs of fused, ir_only and the IR DeepLabV3 baseline."""
+    from engines.calibration import ImageSet
+    from engines.quantize import quantize_graph
+
+    cfg = load_config(CONFIG, list(overrides))
+    torch.manual_seed(0)
+    model = build_model(cfg["model"]).eval()
+    baseline = ir_only_as_deeplabv3(model)
+    paths = {"fused": (model, "fused"), "ir_only": (model, "ir_only"), "ir_baseline": (baseline, "ir_only")}
+    costs = {}
+    rng = np.random.default_rng(0)
+    frames = ImageSet("random", [0, 1], rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8),
+                      rng.integers(0, 256, (2, height, width), dtype=np.uint8), np.zeros((2, height, width), np.int64))
+    for key, (net, mode) in paths.items():
+        path = work / f"{key}_{height}x{width}.onnx"
+        export_graph(net, mode, path, height, width, 18)
+        costs[key] = onnx_cost(path)
+        if quantized:  # the cost check only: calibration data does not change params or MACs
+            qpath = work / f"{key}_{height}x{width}.int8.onnx"
+            quantize_graph(path, qpath, frames, mode)
+            costs[key + " int8"] = onnx_cost(qpath)
+        print(f"  {height}x{width} {key}: {costs[key]}", flush=True)
+    return costs
+
+
+def run_costs(args) -> int:
+    configs = {"paper-like ResNet-18 (OS 8, ASPP 256 @ 12/24/36)": PAPER_R18,
+               "edge (ResNet-18, OS 16, ASPP 128 @ 6/12/18)": edge_overrides()}
+    results, table = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, overrides in configs.items():
+            for h, w in ((480, 640), (512, 640)):
+                print(f"{name} at {h}x{w} ...", flush=True)
+                c = graph_costs(overrides, Path(tmp), h, w, quantized=(h, w) == (480, 640))
+                results[f"{name} {h}x{w}"] = c
+                for key in ("fused", "ir_only", "ir_baseline"):
+                    table.append([name, f"{h}x{w}", key, f"{c[key]['params'] / 1e6:.2f} M",
+                                  f"{c[key]['macs'] / 1e9:.2f} G"])
+                equal = c["ir_only"] == c["ir_baseline"]
+                equal_q = c.get("ir_only int8") == c.get("ir_baseline int8") if "ir_only int8" in c else None
+                results[f"{name} {h}x{w}"]["ir_only_equals_baseline"] = {"fp32": equal, "int8": equal_q}
+    print("\nParams and MACs per graph (read from the ONNX files; MACs = Conv/Gemm multiply-accumulates):\n")
+    print_table(["configuration", "size", "graph", "params", "MACs"], table)
+    ok = all(v["ir_only_equals_baseline"]["fp32"] and v["ir_only_equals_baseline"]["int8"] in (True, None)
+             for v in results.values())
+    print(f"\nir_only == single-modality DeepLabV3 (fp32 and INT8 QDQ): {ok}")
+    out = write_json(Path(args.out).with_name("backends_costs.json") if args.out == DEFAULT_OUT else Path(args.out),
+                     {"costs": results})
+    print(f"wrote {out}")
+    return 0 if ok else 1
+
+
+DEFAULT_OUT = str(RESULTS / "backends.json")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--int8", action="store_true", help="torch / ORT fp32 / ORT INT8 rows with mIoU (see above)")
+    p.add_argument("--costs", action="store_true", help="params / MACs of the paper-like and edge configurations")
+    p.add_argument("--demo-checkpoint", default="runs/demo/csk/best.pt", help="--int8: the demo's CSK-Net")
+    p.add_argument("--edge-checkpoint", default="runs/edge_synth/best.pt",
+                   help="--int8: the edge configuration trained on the synthetic set")
+    p.add_argument("--edge-steps", type=int, default=300, help="--int8: training steps when the edge one is missing")
+    p.add_argument("--calib-images", type=int, default=64, help="--int8: calibration frames")
+    p.add_argument("--vga-images", type=int, default=16,
+                   help="--int8: test (and gate validation) frames at 480x640; all 64 at the bundle size")
     p.add_argument("--checkpoint")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--out", default=str(RESULTS / "backends.json"))
+    p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("overrides", nargs="*", help="without --checkpoint: config overrides of the random model, e.g. "
                    "model.depth=18 model.width=64 model.aspp_channels=256 'model.aspp_rates=[12,24,36]'")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.int8:
+        return run_int8(args)
+    if args.costs:
+        return run_costs(args)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         checkpoint = Path(args.checkpoint) if args.checkpoint else random_checkpoint(work / "random.pt",

@@ -14,13 +14,25 @@ import onnx
 from onnx import shape_inference
 
 
+WEIGHT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8, onnx.TensorProto.UINT8,
+                onnx.TensorProto.INT32)
+
+
 def onnx_cost(path: str | Path) -> dict:
+    """{"params", "macs"}. QDQ (INT8) graphs count the same way: a weight that
+    reaches its Conv through DequantizeLinear is sized from its int8
+    initializer, and quantisation scales / zero points are not parameters."""
     model = shape_inference.infer_shapes(onnx.load(str(path)))
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
-    # Parameters are the float weights; int64 shape constants etc. are not.
+    qparams = {name for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") for name in n.input[1:]}
+    dequantized = {n.output[0]: initializers[n.input[0]] for n in graph.node
+                   if n.op_type == "DequantizeLinear" and n.input[0] in initializers}
+    initializers.update(dequantized)  # Conv weight = DQ(int8 initializer): same dims
+    # Parameters are the weights (float, or int8/int32 in a QDQ graph); int64 shape constants and the
+    # quantisation scales / zero points are not.
     params = sum(int(np.prod(t.dims)) for t in graph.initializer
-                 if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16))
+                 if t.data_type in WEIGHT_TYPES and t.name not in qparams)
     shapes = {}
     for value in list(graph.value_info) + list(graph.output) + list(graph.input):
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim]

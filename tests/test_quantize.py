@@ -14,6 +14,7 @@ import pytest
 from csk_ros.backends import load_bundle
 from csk_ros.bundle import BundleError, load_manifest, sha256_of
 from engines.export import sample_inputs
+from engines.onnx_cost import onnx_cost
 from engines.quantize import QuantizeError, float_nodes, quantize_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,9 @@ def test_quantise_gate_load_and_run_int8(bundle_copy):
         # the camera contract survives quantisation: uint8 in, uint8 out
         assert all(v.type.tensor_type.elem_type == onnx.TensorProto.UINT8
                    for v in list(model.graph.input) + list(model.graph.output))
+    # the INT8 graphs cost what the fp32 ones cost (scales and zero points are not parameters)
+    assert onnx_cost(bundle_copy / "ir_only.int8.onnx") == onnx_cost(bundle_copy / "ir_only.onnx")
+    assert onnx_cost(bundle_copy / "fused.int8.onnx")["macs"] == onnx_cost(bundle_copy / "fused.onnx")["macs"]
     fp32 = load_bundle(bundle_copy, backend="onnxruntime")
     int8 = load_bundle(bundle_copy, backend="onnxruntime", precision="int8")
     assert int8.info["precision"] == "int8"
