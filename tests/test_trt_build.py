@@ -1402,3 +1402,24 @@ def test_cli_refuses_int8_from_the_onnxruntime_flavour_of_qdq(bundle_dir, fake_t
 
     _record(bundle_dir, graph="ir_only", precision="int8")
     assert rebuild_precision(load_manifest(bundle_dir), "ir_only") == "fp16"
+
+
+def test_glue_runner_rebuilds_int8_from_the_qdq_graph_without_images(bundle_dir, fake_trt):
+    """A node starting with rebuild on a bundle with Q/DQ graphs rebuilds its stale INT8 engines
+    (no calibration images needed) and records them against the Q/DQ graphs."""
+    from csk_ros.backends.tensorrt_backend import TensorRTRunner
+    from csk_ros.trt_build import build_engine_bytes, inspect_engine_bytes
+
+    add_qdq_records(bundle_dir)
+    bundle = load_manifest(bundle_dir)
+    for graph in ("fused", "ir_only"):
+        build_and_record(bundle, graph, "int8", FAKE_INFO[:3], lambda rec: build_engine_bytes(
+            rec.path, "int8", 64, log=None, quantized=True), inspect_fn=inspect_engine_bytes, log=None)
+    runner = TensorRTRunner(load_manifest(bundle_dir), ("fused", "ir_only"), rebuild=True, log=None)
+    assert runner.info["rebuilt"] == ["fused", "ir_only"]  # the old records had no SM count
+    assert runner.info["precision"] == {"fused": "int8", "ir_only": "int8"}
+    runner.close()
+    bundle = load_manifest(bundle_dir)
+    fresh = [e for e in bundle.engines if e.path.name.endswith("-16sm.engine")]
+    assert len(fresh) == 2 and all(e.onnx_sha256 == bundle.quantized[e.graph].sha256 for e in fresh)
+    assert all(json.loads(e.path.read_bytes()[16:])["explicit_quantization"] for e in fresh)
