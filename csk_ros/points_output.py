@@ -92,7 +92,8 @@ class PointsOutput:
         else:
             depth, encoding = pairing.eo_item
             try:
-                self.builder.build(depth_in_metres(depth, encoding), camera, mask, confidence,
+                metres = depth_in_metres(depth, encoding, out=self.builder.scratch("metres", depth.shape, np.float32))
+                self.builder.build(metres, camera, mask, confidence,
                                    out=self.cloud.points_buffer(*mask.shape))
                 cloud = self.cloud.message(header)
             except DepthError as exc:
