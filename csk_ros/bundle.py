@@ -178,6 +178,11 @@ def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
             raise BundleError(f"{qwhere}: precision must be 'int8', got {precision!r}")
         quantized[name] = _graph_record(root, name, rec, qwhere, verify_hashes,
                                         "re-run `python -m engines.quantize` on the bundle")
+        source = rec.get("source_sha256")  # optional: the fp32 graph the QDQ graph was made from
+        if source is not None and source != graphs[name].sha256:
+            raise BundleError(f"{qwhere}: {quantized[name].path.name} was quantised from a different "
+                              f"{graphs[name].path.name} (re-exported since?); re-run `python -m engines.quantize` "
+                              "on the bundle")
     try:  # checked here, before any backend is loaded, not on the first 16-bit frame
         ThermalScaling.from_dict(manifest.get("thermal_scaling"))
     except (TypeError, ValueError) as exc:

@@ -96,6 +96,8 @@ def test_int8_engine_without_qdq_graph_falls_back_to_the_float_source(bundle_cop
     (lambda b: edit_manifest(b, lambda m: m["quantized"].update(eo_only=m["quantized"]["ir_only"])),
      "quantized.eo_only: INT8 graph for 'eo_only', which the bundle has no fp32 graph"),
     (lambda b: edit_manifest(b, lambda m: m.update(quantized=[])), "'quantized' must be dict"),
+    (lambda b: edit_manifest(b, lambda m: m["quantized"]["ir_only"].update(source_sha256="0" * 64)),
+     "ir_only.int8.onnx was quantised from a different ir_only.onnx"),
 ])
 def test_quantized_record_errors_are_specific(bundle_copy, change, message):
     add_quantized(bundle_copy, "ir_only")
