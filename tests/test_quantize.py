@@ -25,7 +25,7 @@ def snapshot(bundle: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(bundle.iterdir())}
 
 
-def test_quantise_gate_load_and_run_int8(bundle_copy):
+def test_quantise_gate_load_and_run_int8(bundle_copy, monkeypatch):
     records = quantize_bundle(bundle_copy, **QUIET)
     assert set(records) == {"fused", "ir_only"}
     bundle = load_manifest(bundle_copy)
@@ -57,6 +57,18 @@ def test_quantise_gate_load_and_run_int8(bundle_copy):
         mask, conf = run(int8)
         assert mask.shape == conf.shape == (48, 64) and mask.dtype == conf.dtype == np.uint8 and mask.max() < 9
         assert (mask == run(fp32)[0]).mean() >= 0.9
+    # auto: TensorRT is asked for int8 engines; when it cannot, ONNX Runtime runs the QDQ graphs
+    import csk_ros.backends as backends
+
+    asked = []
+
+    def no_tensorrt(bundle, rebuild, log=None, precision="fp32"):
+        asked.append(precision)
+        raise ImportError("no tensorrt here")
+
+    monkeypatch.setattr(backends, "_tensorrt_runner", no_tensorrt)
+    auto = load_bundle(bundle_copy, backend="auto", precision="int8", warm_up=False)
+    assert asked == ["int8"] and auto.backend_name == "onnxruntime" and auto.info["precision"] == "int8"
 
 
 def test_gate_refuses_and_writes_nothing(bundle_copy):
