@@ -293,7 +293,7 @@ def main(argv=None) -> int:
         records = quantize_bundle(args.bundle, args.config, args.num_images, args.method, args.max_drop,
                                   args.val_images, tuple(args.graphs.split(",")) if args.graphs else None,
                                   args.activations)
-    except (QuantizeError, FileNotFoundError, ValueError) as exc:
+    except (QuantizeError, OSError, ValueError) as exc:  # OSError: missing data, read-only bundle
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("quantised: " + ", ".join(f"{g} -> {r['file']}" for g, r in records.items()))
