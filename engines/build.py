@@ -39,9 +39,10 @@ from pathlib import Path
 
 from csk_ros.bundle import PRECISIONS, BundleError, load_manifest
 from csk_ros.trt_build import (DEFAULT_CALIB_IMAGES, DEFAULT_WORKSPACE_MB, INSTALL_HINT, EngineBuildError,
-                               build_and_record, build_engine_bytes, calibration_cache_path, calibration_sources,
-                               engine_file_name, explicit_int8, inspect_engine_bytes, make_entropy_calibrator,
-                               qdq_problems, source_graph, trtexec_command, uint8_intermediate_problems)
+                               build_and_record, build_engine_bytes, calibration_cache_path, engine_file_name,
+                               explicit_int8, inspect_engine_bytes, qdq_problems, source_graph, trtexec_command,
+                               uint8_intermediate_problems)
+from csk_ros.trt_calibration import calibration_sources, make_entropy_calibrator
 
 VIAS = ("tensorrt", "torch-tensorrt")
 TORCH_TRT_REMOVED = ("--via torch-tensorrt was removed: it compiled the checkpoint instead of the bundle's verified "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from csk_ros.bundle import GRAPH_INPUTS, GRAPH_OUTPUTS  # the bundle contract, one definition
+from csk_ros.bundle import GRAPH_INPUTS  # the bundle contract, one definition
 
 
 def mask_and_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
