@@ -11,17 +11,10 @@ import math
 
 import numpy as np
 
-UNLABELED_NAMES = ("unlabeled", "unlabelled", "background", "void")
-NO_CLASS_ID = 255  # mask value for "no class" when the bundle has no unlabeled class
-
-
-def unlabeled_id(class_names) -> int:
-    """The id a low-confidence pixel gets: the bundle's own unlabeled class, else 255, an id no class has
-    (Nav2's layer ignores ids missing from LabelInfo)."""
-    for index, name in enumerate(class_names):
-        if str(name).strip().lower() in UNLABELED_NAMES:
-            return index
-    return NO_CLASS_ID
+# Mask value of a low-confidence pixel under `low_confidence_policy: unlabeled`: an id no class has, so a
+# planner ignores the pixel (Nav2's layer skips ids missing from LabelInfo). Not the bundle's own
+# "unlabeled" class: that is a prediction like any other, and a costmap may well give it a cost.
+NO_CLASS_ID = 255
 
 
 def confidence_cutoff(threshold: float) -> int:
@@ -32,9 +25,9 @@ def confidence_cutoff(threshold: float) -> int:
 
 
 def apply_confidence_policy(mask: np.ndarray, confidence: np.ndarray, threshold: float, policy: str,
-                            unlabeled: int) -> np.ndarray:
+                            unlabeled: int = NO_CLASS_ID) -> np.ndarray:
     """The mask to publish: unchanged for `keep` (or a zero threshold); for `unlabeled`, pixels whose
-    confidence is below the threshold hold `unlabeled`. Never modifies the input."""
+    confidence is below the threshold hold `unlabeled` (255). Never modifies the input."""
     if policy not in ("keep", "unlabeled"):
         raise ValueError(f"low_confidence_policy must be keep or unlabeled, got {policy!r}")
     cutoff = confidence_cutoff(threshold)
@@ -46,7 +39,7 @@ def apply_confidence_policy(mask: np.ndarray, confidence: np.ndarray, threshold:
 def class_list_json(class_names, threshold: float, policy: str, palette=None) -> str:
     """The class list every install can read (std_msgs/String on ~/classes): ids are the mask values."""
     payload = {"classes": [{"id": i, "name": str(n)} for i, n in enumerate(class_names)],
-               "unlabeled_id": unlabeled_id(class_names), "confidence_threshold": threshold,
+               "low_confidence_id": NO_CLASS_ID, "confidence_threshold": threshold,
                "low_confidence_policy": policy}
     if palette is not None:
         payload["palette_rgb"] = [list(c) for c in palette]
@@ -54,9 +47,16 @@ def class_list_json(class_names, threshold: float, policy: str, palette=None) ->
 
 
 def load_label_info_types():
-    """(LabelInfo, VisionClass) from vision_msgs, or raise ImportError with what to install."""
+    """(LabelInfo, VisionClass) from vision_msgs with their type support loaded, or raise ImportError with
+    what to install. The .msg module is pure Python and imports even where its compiled type support does
+    not load (another Python, /opt/ros mixed with a venv's wheels); the publisher would then fail later."""
     try:
         from vision_msgs.msg import LabelInfo, VisionClass
+
+        for msg_type in (LabelInfo, VisionClass):
+            type(msg_type).__import_type_support__()
+            if getattr(type(msg_type), "_TYPE_SUPPORT", None) is None:
+                raise ImportError(f"{msg_type.__name__}'s compiled type support did not load")
     except ImportError as exc:
         raise ImportError(f"vision_msgs is not importable ({exc}); install ros-<distro>-vision-msgs to get "
                           "~/label_info (the class list is on ~/classes meanwhile)") from exc

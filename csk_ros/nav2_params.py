@@ -19,12 +19,15 @@ import yaml
 from .bundle import BundleError, load_manifest
 
 LETHAL = 253  # nav2_costmap_2d INSCRIBED_INFLATED_OBSTACLE; 254 = LETHAL_OBSTACLE
+SOURCE_KEYS = {"segmentation_topic", "confidence_topic", "labels_topic", "pointcloud_topic",
+               "observation_persistence", "expected_update_rate", "visualize_tile_map", "use_cost_selection",
+               "max_obstacle_distance", "min_obstacle_distance", "tile_map_decay_time", "class_types"}
 
 
 def class_type_name(class_name: str, taken: set[str]) -> str:
     """A parameter-safe, unique key for a class's class type (ROS parameter names: [A-Za-z0-9_])."""
     base = re.sub(r"[^A-Za-z0-9_]", "_", class_name).strip("_") or "class"
-    if base[0].isdigit():
+    if base[0].isdigit() or base in SOURCE_KEYS:  # a key must not shadow one of the source's own parameters
         base = f"class_{base}"
     name, i = base, 2
     while name in taken:
@@ -54,6 +57,10 @@ def layer_params(class_names, node: str = "/segment_node", source: str = "therma
                  tile_map_decay_time: float = 5.0, max_obstacle_distance: float = 5.0) -> dict:
     """The layer's parameter block (what goes under the costmap's ros__parameters)."""
     costs = costs or {}
+    duplicates = sorted({n for n in class_names if list(class_names).count(n) > 1})
+    if duplicates:
+        raise ValueError(f"class names {duplicates} occur more than once in the bundle: the layer maps names to "
+                         "ids, so only one of each would be used; re-export the bundle with unique names")
     node = "/" + node.strip("/")
     taken: set[str] = set()
     types = {}
@@ -68,8 +75,10 @@ def layer_params(class_names, node: str = "/segment_node", source: str = "therma
         "observation_persistence": 0.0, "expected_update_rate": 0.0, "visualize_tile_map": False,
         "use_cost_selection": True, "max_obstacle_distance": max_obstacle_distance, "min_obstacle_distance": 0.3,
         "tile_map_decay_time": tile_map_decay_time, "class_types": list(types), **types}
+    # The node stamps mask, confidence and cloud identically: exact matching (Jazzy's layer defaults to
+    # approximate, which could pair a mask with a neighbouring frame's cloud; Humble's is always exact).
     return {"plugin": "semantic_segmentation_layer::SemanticSegmentationLayer", "enabled": True,
-            "observation_sources": source, source: observation}
+            "use_approximate_time_sync": False, "observation_sources": source, source: observation}
 
 
 def render(bundle_dir: str, args) -> str:
@@ -81,7 +90,9 @@ def render(bundle_dir: str, args) -> str:
               f"# Classes (mask id: name): {', '.join(f'{i}: {n}' for i, n in enumerate(bundle.class_names))}\n"
               "# Add \"semantic_segmentation_layer\" to this costmap's `plugins` list, run the node with\n"
               "# publish_points:=true (a depth image registered to the IR camera on depth/image), and review the\n"
-              "# costs: every class not given with --cost has the default cost.\n")
+              "# costs: every class not given with --cost has the default cost, the bundle's own 'unlabeled' class\n"
+              "# too (a prediction like the others). Low-confidence pixels (low_confidence_policy: unlabeled)\n"
+              "# hold 255, which no class type names: the layer ignores them.\n")
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
 
 

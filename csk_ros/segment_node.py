@@ -39,8 +39,7 @@ from .compressed import compressed_to_ir8, compressed_to_rgb8
 from .frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
 from .health import EoHealthMonitor
 from .image_conversion import ImageDecodeError, array_to_image, to_ir8, to_rgb8
-from .labels import (apply_confidence_policy, class_list_json, label_info_message, load_label_info_types,
-                     unlabeled_id)
+from .labels import apply_confidence_policy, class_list_json, label_info_message, load_label_info_types
 from .meters import RateMeter, percentiles
 from .mode_report import ModeAnnouncer
 from .node_config import PARAMS, NodeConfig, build_config
@@ -113,7 +112,6 @@ class SegmentNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_mode = self.create_publisher(String, "~/mode", latched)
-        self.unlabeled_id = unlabeled_id(bundle.class_names)
         self._publish_labels(latched)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.input_topics = {}
@@ -269,14 +267,13 @@ class SegmentNode(Node):
                                                              cfg.low_confidence_policy, bundle.palette)))
         try:
             types = load_label_info_types()
-        except ImportError as exc:
+            self.pub_label_info = self.create_publisher(types[0], "~/label_info", latched)
+        except Exception as exc:  # ImportError, or rclpy's NoTypeSupportImportedException: never fatal
             self.label_info_status = f"unavailable: {exc}"
             self.get_logger().warning(f"~/label_info not published: {exc}")
             return
-        self.pub_label_info = self.create_publisher(types[0], "~/label_info", latched)
-        header = self.get_clock().now().to_msg()
         msg = label_info_message(types, bundle.class_names, cfg.confidence_threshold)
-        msg.header.stamp = header
+        msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_label_info.publish(msg)
         self.label_info_status = "published"
 
@@ -343,7 +340,7 @@ class SegmentNode(Node):
         if self.config.output_size == "ir":
             mask, conf = resize_nearest(mask, job.ir.shape[:2]), resize_nearest(conf, job.ir.shape[:2])
         mask = apply_confidence_policy(mask, conf, self.config.confidence_threshold,
-                                       self.config.low_confidence_policy, self.unlabeled_id)
+                                       self.config.low_confidence_policy)
         self.pub_mask.publish(array_to_image(mask, "mono8", job.header))
         self.pub_conf.publish(array_to_image(conf, "mono8", job.header))
         want_colored = self.pub_colored.get_subscription_count() > 0
@@ -359,7 +356,7 @@ class SegmentNode(Node):
         depth_wait_s = 0.0
         if self.points is not None:
             cloud, depth_wait_s = self.points.cloud_for(job.stamp, job.arrival_wall, mask, conf, job.header,
-                                                        lambda: self.running)
+                                                        lambda: self.running and self.pending is None)
             if cloud is not None:
                 self.pub_points.publish(cloud)
         t3 = time.monotonic() - depth_wait_s
@@ -449,6 +446,8 @@ class SegmentNode(Node):
                     f"{stream}_stale_limit_s": f"{self.health.stale_limit(stream):.3f}",
                     f"{stream}_decode_ms_p50": f"{d50:.3f}", f"{stream}_decode_ms_p95": f"{d95:.3f}",
                 })
+            if self.points is not None:
+                values.update(self.points.diagnostics())
             values.update({f"rejected_{k}": str(v) for k, v in sorted(self.rejected.items())})
             values.update({k: str(v) for k, v in sorted(self.counts.items())})
             self.alarms_published = self._alarms(decision.mode, loss["eo"], loss["ir"])

@@ -49,12 +49,22 @@ class Intrinsics:
 
     @classmethod
     def from_camera_info(cls, msg) -> Intrinsics:
+        """From P when it is set, else K. depth_image_proc registers depth with P (image_geometry's fx/cx
+        are P's), which is the camera of the RECTIFIED image; K describes the raw, distorted one. They are
+        equal for an undistorted camera; with distortion, feed the node rectified IR (image_proc)."""
+        p = [float(v) for v in getattr(msg, "p", ())]
         k = [float(v) for v in msg.k]
         width, height = int(msg.width), int(msg.height)
-        if len(k) != 9 or not np.all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0 or width <= 0 or height <= 0:
-            raise DepthError("bad_camera_info", f"camera_info needs a positive fx, fy and size, got k={k} "
-                                                f"{width}x{height}")
-        return cls(k[0], k[4], k[2], k[5], width, height)
+        if len(p) == 12 and np.all(np.isfinite(p)) and p[0] > 0 and p[5] > 0:
+            fx, fy, cx, cy = p[0], p[5], p[2], p[6]
+        elif len(k) == 9 and np.all(np.isfinite(k)) and k[0] > 0 and k[4] > 0:
+            fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+        else:
+            raise DepthError("bad_camera_info", f"camera_info needs a positive fx, fy (in P or K), got p={p} "
+                                                f"k={k}")
+        if width <= 0 or height <= 0:
+            raise DepthError("bad_camera_info", f"camera_info has no image size ({width}x{height})")
+        return cls(fx, fy, cx, cy, width, height)
 
     def scaled(self, width: int, height: int) -> Intrinsics:
         """The same camera seen at another resolution. Pixel centres map as
@@ -135,6 +145,7 @@ class SemanticCloudBuilder:
             np.greater(depth_m, np.float32(self.max_m), out=above)
         invalid |= above
         invalid |= np.isnan(depth_m, out=above)
+        invalid |= np.less_equal(depth_m, 0.0, out=above)  # 0 = no return, whatever depth_min_m says
         np.copyto(z, depth_m, casting="same_kind")
         np.copyto(z, np.float32(np.nan), where=invalid)
         np.multiply(ray_x, z, out=x)

@@ -7,17 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from csk_ros.labels import (NO_CLASS_ID, apply_confidence_policy, class_list_json, confidence_cutoff,
-                            label_info_message, unlabeled_id)
+from csk_ros.labels import NO_CLASS_ID, apply_confidence_policy, class_list_json, confidence_cutoff, label_info_message
 from csk_ros.node_config import build_config
 
 MFNET = ("unlabeled", "car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump")
-
-
-def test_unlabeled_id_is_the_bundles_own_class_else_255():
-    assert unlabeled_id(MFNET) == 0
-    assert unlabeled_id(("road", "Background", "person")) == 1
-    assert unlabeled_id(("road", "person")) == NO_CLASS_ID == 255
 
 
 @pytest.mark.parametrize("threshold, cutoff", [(0.0, 0), (0.5, 128), (1.0, 255), (100 / 255, 100), (0.001, 1)])
@@ -36,7 +29,8 @@ def test_keep_policy_leaves_the_mask_and_unlabeled_replaces_low_confidence_pixel
     assert out.dtype == np.uint8 and np.array_equal(out, [[0, 0, 3], [4, 0, 6]])
     assert np.array_equal(mask, [[1, 2, 3], [4, 5, 6]])  # input untouched
     assert np.array_equal(apply_confidence_policy(mask, conf, 0.0, "unlabeled", 0), mask)  # threshold 0: no-op
-    assert np.array_equal(apply_confidence_policy(mask, conf, 0.5, "unlabeled", 255), [[255, 255, 3], [4, 255, 6]])
+    assert NO_CLASS_ID == 255  # no class of any bundle: planners ignore the pixel
+    assert np.array_equal(apply_confidence_policy(mask, conf, 0.5, "unlabeled"), [[255, 255, 3], [4, 255, 6]])
     with pytest.raises(ValueError):
         apply_confidence_policy(mask, conf, 0.5, "drop", 0)
 
@@ -45,7 +39,7 @@ def test_class_list_json_names_every_mask_id():
     payload = json.loads(class_list_json(MFNET, 0.4, "unlabeled", [(0, 0, 0)] * 9))
     assert [c["id"] for c in payload["classes"]] == list(range(9))
     assert [c["name"] for c in payload["classes"]] == list(MFNET)
-    assert payload["unlabeled_id"] == 0 and payload["confidence_threshold"] == 0.4
+    assert payload["low_confidence_id"] == 255 and payload["confidence_threshold"] == 0.4
     assert payload["low_confidence_policy"] == "unlabeled" and len(payload["palette_rgb"]) == 9
 
 

@@ -102,11 +102,15 @@ def test_a_nav2_like_subscriber_gets_mask_confidence_cloud_and_late_labels(tiny_
             m = np.frombuffer(bytes(mask.data), np.uint8).reshape(H, W)
             c = np.frombuffer(bytes(conf.data), np.uint8).reshape(H, W)
             low = c < confidence_cutoff(threshold)
-            assert low.any() and np.all(m[low] == 0)  # low confidence -> 'unlabeled' (id 0)
+            assert low.any() and np.all(m[low] == 255)  # low confidence -> no class
+            assert np.all(m[~low] < 9)  # the rest keeps its class
             fields = {f.name: f.offset for f in cloud.fields}
             points = np.frombuffer(bytes(cloud.data), np.uint8).reshape(H, W, cloud.point_step)
             z = points[:, :, fields["z"]:fields["z"] + 4].copy().view(np.float32)[:, :, 0]
+            x = points[:, :, fields["x"]:fields["x"] + 4].copy().view(np.float32)[:, :, 0]
             assert np.all(np.isnan(z[:, :5])) and np.allclose(z[:, 5:], 2.5)
+            u = np.arange(W, dtype=np.float64)[None, 5:]
+            assert np.allclose(x[:, 5:], (u - CAMERA_K[2]) / CAMERA_K[0] * 2.5, atol=1e-5)  # on each pixel's ray
             assert np.array_equal(points[:, :, fields["class"]], m)  # the cloud carries the published mask
             assert np.array_equal(points[:, :, fields["confidence"]], c)
 
@@ -115,7 +119,7 @@ def test_a_nav2_like_subscriber_gets_mask_confidence_cloud_and_late_labels(tiny_
         assert d.wait_for(lambda: nav2.labels, 5)
         classes = json.loads(nav2.labels[0].data)
         assert [c["id"] for c in classes["classes"]] == list(range(len(classes["classes"])))
-        assert classes["confidence_threshold"] == threshold and classes["unlabeled_id"] == 0
+        assert classes["confidence_threshold"] == threshold and classes["low_confidence_id"] == 255
 
         # A depth frame of the wrong size is rejected and counted; an IR frame without depth gets no cloud.
         pubs["depth"].publish(d.image(np.zeros((H // 2, W // 2), np.uint16), "16UC1", time.time(), "ir_optical"))

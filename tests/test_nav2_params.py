@@ -15,11 +15,14 @@ def source_block(params, source="thermal_segmentation"):
 
 
 def test_every_class_gets_exactly_one_class_type_with_its_exact_name():
-    names = ("unlabeled", "car", "person", "color cone", "2wheeler", "car")
-    block = source_block(layer_params(names, costs={"person": 254, "car": 100}))
+    names = ("unlabeled", "car", "person", "color cone", "2wheeler", "class_types")
+    params = layer_params(names, costs={"person": 254, "car": 100})
+    block = source_block(params)
     listed = [c for t in block["class_types"] for c in block[t]["classes"]]
     assert sorted(listed) == sorted(names)
-    assert len(set(block["class_types"])) == len(names)  # duplicate names still get distinct keys
+    assert len(set(block["class_types"])) == len(names)
+    assert isinstance(block["class_types"], list)  # a class named like a source key does not overwrite it
+    assert params["use_approximate_time_sync"] is False  # the node's stamps are identical: match exactly
     assert all(t.replace("_", "").isalnum() and not t[0].isdigit() for t in block["class_types"])
     person = next(block[t] for t in block["class_types"] if block[t]["classes"] == ["person"])
     assert (person["base_cost"], person["max_cost"], person["dominant_priority"]) == (254, 254, True)
@@ -34,6 +37,11 @@ def test_topics_follow_the_node_name():
     assert (block["segmentation_topic"], block["confidence_topic"], block["labels_topic"], block["pointcloud_topic"]) \
         == ("/robot/segment_node/mask", "/robot/segment_node/confidence", "/robot/segment_node/label_info",
             "/robot/segment_node/points")
+
+
+def test_duplicate_class_names_are_refused():
+    with pytest.raises(ValueError, match="more than once"):
+        layer_params(["car", "person", "car"])
 
 
 def test_class_type_names_are_unique_and_parameter_safe():

@@ -101,12 +101,25 @@ def test_encodings_other_than_16uc1_and_32fc1_are_refused():
 
 
 def test_camera_info_without_focal_length_is_refused():
-    msg = types.SimpleNamespace(k=[0.0] * 9, width=640, height=480)
+    msg = types.SimpleNamespace(k=[0.0] * 9, p=[0.0] * 12, width=640, height=480)
     with pytest.raises(DepthError) as err:
         Intrinsics.from_camera_info(msg)
     assert err.value.reason == "bad_camera_info"
     msg.k = [500.0, 0, 320, 0, 480.0, 240, 0, 0, 1]
-    assert Intrinsics.from_camera_info(msg) == Intrinsics(500.0, 480.0, 320.0, 240.0, 640, 480)
+    assert Intrinsics.from_camera_info(msg) == Intrinsics(500.0, 480.0, 320.0, 240.0, 640, 480)  # P unset: K
+
+
+def test_camera_info_p_wins_over_k():
+    """depth_image_proc registers depth with P (the rectified camera); K is the raw, distorted one."""
+    msg = types.SimpleNamespace(k=[500.0, 0, 320, 0, 480.0, 240, 0, 0, 1],
+                                p=[450.0, 0, 310, 0, 0, 440.0, 235, 0, 0, 0, 1, 0], width=640, height=480)
+    assert Intrinsics.from_camera_info(msg) == Intrinsics(450.0, 440.0, 310.0, 235.0, 640, 480)
+
+
+def test_zero_depth_is_invalid_even_with_no_minimum():
+    depth = np.array([[0.0, -1.0, 1.0]], np.float32)
+    points = SemanticCloudBuilder(min_m=0.0, max_m=10.0).build(depth, Intrinsics(1, 1, 1, 0, 3, 1), *labels((1, 3)))
+    assert np.isnan(points["z"][0, 0]) and np.isnan(points["z"][0, 1]) and points["z"][0, 2] == 1.0
 
 
 def test_cloud_message_layout_matches_the_points():
