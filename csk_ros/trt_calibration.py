@@ -150,11 +150,13 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
         raise EngineBuildError(f"TensorRT {trt.__version__} has no calibrator INT8 (removed in TensorRT 11): "
                                "build INT8 from the bundle's Q/DQ graph (python -m engines.quantize)")
     inputs = bundle.graphs[graph].inputs
-    # The cache alone is enough for TensorRT; images are only listed when there is no cache.
+    # A cache TensorRT accepts is enough, but one from another TensorRT is rejected and TensorRT asks for
+    # batches: so images, when given, are always made ready (read lazily: nothing is read if unused).
     have_cache = Path(cache_path).is_file()
-    expected = 0 if have_cache else len(calibration_sources(images_dir, inputs, max_images))
-    batches = iter(()) if have_cache else calibration_batches(
-        images_dir, bundle.height, bundle.width, inputs, max_images, bundle.thermal_scaling)
+    use_images = images_dir is not None and (not have_cache or Path(images_dir).is_dir())
+    expected = len(calibration_sources(images_dir, inputs, max_images)) if use_images else 0
+    batches = calibration_batches(images_dir, bundle.height, bundle.width, inputs, max_images,
+                                  bundle.thermal_scaling) if use_images else iter(())
     shapes = {k: v[1] for k, v in expected_io(bundle, graph).items() if v[0] == "input"}
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):

@@ -137,7 +137,11 @@ if [ "$uninstall" = 1 ]; then
     fi
     if [ -f "$sysctl_file" ]; then undo_sysctl; fi
     run rm -rf "$venv"
-    run rm -f "$workspace/src/csk_ros"
+    if [ -L "$workspace/src/csk_ros" ] || [ "$dry_run" = 1 ]; then
+        run rm -f "$workspace/src/csk_ros"
+    elif [ -e "$workspace/src/csk_ros" ]; then
+        say "left $workspace/src/csk_ros: not the link this script made (a checkout of yours?)"
+    fi
     run rm -rf "$workspace/build/csk_ros" "$workspace/install/csk_ros"
     say "done; engines stay in their bundle (rm BUNDLE/*.engine to remove them)"
     exit 0
@@ -169,7 +173,7 @@ if [ -z "$jetpack" ]; then  # no nvidia-jetpack meta package (minimal flash): de
         36.4*) jetpack=6.1 ;;
         36.*) jetpack=6.0 ;;
         35.*) jetpack=5.1 ;;
-        38.*) jetpack=7 ;;
+        38.*|39.*) jetpack=7 ;;  # JetPack 7.x: R38 (Thor), 7.2 (Orin + Thor) reported as R38.4+ or R39
         *) jetpack=unknown ;;
     esac
 fi
@@ -193,6 +197,8 @@ python_version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 [ "$python_version" = "$expected_python" ] || die "python3 is $python_version; JetPack $jetpack's TensorRT" \
     "bindings are built for Python $expected_python: run this script with that python3 first on PATH"
 
+python3 -c 'import ensurepip' 2>/dev/null || die "python3 $python_version cannot create a venv (no ensurepip):" \
+    "sudo apt install python3-venv"
 trt_version=$(python3 -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null) || die "TensorRT's Python" \
     "bindings are not importable by python3 $python_version: sudo apt install python3-libnvinfer (part of" \
     "nvidia-jetpack)"
@@ -219,7 +225,13 @@ say "Jetson: L4T R$l4t, JetPack $jetpack, CUDA $cuda, TensorRT $trt_version, Pyt
 # ------------------------------------------------------------------ clocks
 if [ "$max_clocks" = 1 ]; then
     say "power mode before: $(nvpmodel -q 2>/dev/null | tr '\n' ' ' || echo unknown)"
-    run sudo nvpmodel -m 0
+    # MAXN's id differs per module (0 on AGX Orin; Orin Nano/NX on JetPack 6.2 call it MAXN_SUPER):
+    # read it from the module's nvpmodel.conf, 0 when it names none.
+    nvpmodel_conf=${CSK_NVPMODEL_CONF:-/etc/nvpmodel.conf}
+    maxn_id=$(sed -n 's/.*POWER_MODEL ID=\([0-9][0-9]*\) NAME=MAXN[A-Z_]*.*/\1/p' "$nvpmodel_conf" 2>/dev/null \
+        | head -n 1 || true)
+    say "MAXN is power mode ${maxn_id:-0} ($nvpmodel_conf); nvpmodel may ask to reboot for it to take effect"
+    run sudo nvpmodel -m "${maxn_id:-0}"
     run sudo jetson_clocks
 else
     say "clocks left as they are (TensorRT's tactic timing depends on them: --max-clocks sets MAXN + jetson_clocks)"
@@ -228,7 +240,7 @@ fi
 # ------------------------------------------------------------------ venv
 pins=("$cuda_python" "${COMMON_PINS[@]}")
 [ "$have_cv2" = 1 ] || pins+=("opencv-python-headless>=4.9,<5")  # JetPack normally ships OpenCV's bindings
-say "Python venv $venv (--system-site-packages: JetPack's TensorRT, OpenCV and numpy stay visible)"
+say "Python venv $venv (--system-site-packages: JetPack's TensorRT and OpenCV stay visible; numpy is pinned in it)"
 run python3 -m venv --system-site-packages "$venv"
 requirements=$(printf '%s\n' "# scripts/deploy_jetson.sh: JetPack $jetpack (CUDA $cuda, TensorRT $trt_version," \
     "# Python $python_version); numpy stays on 1.x (JetPack's bindings are built against it)" "${pins[@]}")

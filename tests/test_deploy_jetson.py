@@ -23,6 +23,7 @@ RELEASES = {  # first line of /etc/nv_tegra_release
     "6.0": "# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64, DATE: Mon May  6 2024",
     "5.1": "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 2023",
     "7.2": "# R38 (release), REVISION: 4.0, GCID: 41000000, BOARD: generic, EABI: aarch64, DATE: Mon Jun  1 2026",
+    "7.2-r39": "# R39 (release), REVISION: 2.0, GCID: 42000000, BOARD: generic, EABI: aarch64, DATE: Mon Jun  1 2026",
 }
 JETPACK_6_2 = dict(release="6.2", jetpack="6.2+b77", cuda="cuda-cudart-12-6", python="3.10", trt="10.3.0.30",
                    ros="humble")
@@ -38,6 +39,7 @@ case "$*" in
                          echo "ModuleNotFoundError: No module named 'tensorrt'" >&2; exit 1; fi ;;
   *"sys.version_info"*) echo "$STUB_PY" ;;
   *"import cv2"*) exit 0 ;;
+  *"import ensurepip"*) [ -z "${STUB_NO_VENV:-}" ] || exit 1 ;;
   *) echo "stub python3: not a probe: $*" >&2; echo "EXECUTED python3 $*" >> "$STUB_LOG"; exit 3 ;;
 esac''',
     "dpkg-query": r'''
@@ -91,7 +93,7 @@ def jetson(tmp_path):
                "CSK_SYSCTL_DIR": str(tmp_path / "sysctl"), "USER": "robot",
                "STUB_JETPACK": platform.get("jetpack", ""), "STUB_CUDA": platform.get("cuda", ""),
                "STUB_PY": platform.get("python", "3.10"), "STUB_TRT": platform.get("trt", ""),
-               "ROS_DISTRO": platform.get("ros", "")}
+               "ROS_DISTRO": platform.get("ros", ""), "STUB_NO_VENV": platform.get("no_venv", "")}
         env.update(overrides)
         for key in drop:
             env.pop(key, None)
@@ -178,6 +180,10 @@ def test_jetpack_is_derived_from_l4t_without_the_meta_package(jetson):
     result = jetson(dict(JETPACK_6_2, jetpack=""), "--dry-run", jetson.bundle)
     assert result.returncode == 0, result.stderr
     assert "L4T R36.4.3, JetPack 6.2," in result.stdout
+    for release in ("7.2", "7.2-r39"):  # JetPack 7.2's L4T is reported as R38.4+ and as R39: both are JetPack 7
+        result = jetson(dict(JETPACK_7_2, release=release, jetpack=""), "--dry-run", jetson.bundle)
+        assert result.returncode == 0, result.stderr
+        assert ", JetPack 7, CUDA 13.0," in result.stdout
 
 
 @pytest.mark.parametrize("platform, drop, message", [
@@ -194,12 +200,22 @@ def test_jetpack_is_derived_from_l4t_without_the_meta_package(jetson):
     (dict(JETPACK_6_2, python="3.12"), (), "python3 is 3.12; JetPack 6.2's TensorRT bindings are built for Python "
                                            "3.10"),
     (dict(JETPACK_6_2, cuda=""), (), "no CUDA runtime installed (no cuda-cudart-* package)"),
+    (dict(JETPACK_6_2, no_venv="1"), (), "cannot create a venv (no ensurepip): sudo apt install python3-venv"),
 ])
 def test_refusals_name_the_problem_and_the_fix(jetson, platform, drop, message):
     result = jetson(platform, "--dry-run", jetson.bundle, drop=drop)
     assert result.returncode == 2, result.stdout
     assert message in result.stderr
     assert _commands(result.stdout) == [] and _executed(jetson) == []
+
+
+def test_max_clocks_picks_maxn_from_the_modules_nvpmodel_conf(jetson):
+    conf = jetson.tmp / "nvpmodel.conf"
+    conf.write_text("< POWER_MODEL ID=0 NAME=15W >\n< POWER_MODEL ID=1 NAME=25W >\n"
+                    "< POWER_MODEL ID=2 NAME=MAXN_SUPER >\n")  # Orin Nano / NX on JetPack 6.2
+    result = jetson(JETPACK_6_2, "--dry-run", "--max-clocks", jetson.bundle, CSK_NVPMODEL_CONF=str(conf))
+    assert result.returncode == 0, result.stderr
+    assert "sudo nvpmodel -m 2" in _commands(result.stdout) and _executed(jetson) == []
 
 
 def test_bad_arguments(jetson):

@@ -1281,6 +1281,23 @@ def test_glue_rejected_cache_without_images_is_an_error(bundle_dir, fake_trt, tm
         build_engine_bytes(bundle_dir / "ir_only.onnx", "int8", 64, cal, log=None)
 
 
+def test_glue_rejected_cache_with_images_calibrates_on_the_images(bundle_dir, fake_trt, tmp_path, monkeypatch):
+    """After a TensorRT upgrade the old cache is rejected: the images given must be used, not reported missing."""
+    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.trt_calibration import make_entropy_calibrator
+
+    images = tmp_path / "calib"
+    for i in range(3):
+        _write(images / "ir" / f"{i}.png", np.full((20, 30), 3, np.uint8))
+    cache = tmp_path / "ir_only.calib"
+    cache.write_bytes(b"cache from another TensorRT")
+    cal = make_entropy_calibrator(images, load_manifest(bundle_dir), "ir_only", cache)
+    monkeypatch.setattr(type(cal), "read_calibration_cache", lambda self: None)  # TensorRT rejected it
+    info = json.loads(build_engine_bytes(bundle_dir / "ir_only.onnx", "int8", 64, cal, log=None)[16:])
+    cal.free()
+    assert info["calibrated_batches"] == 3 and not info["used_cache"]
+
+
 def test_glue_int8_from_qdq_graphs_needs_no_calibrator(bundle_dir, fake_trt):
     """Explicit quantization: the Q/DQ graph is the source, TensorRT 10 gets INT8 + FP16 (the
     rest stays fp16), no calibrator; the record carries the Q/DQ graph's hash."""

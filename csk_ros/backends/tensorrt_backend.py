@@ -125,7 +125,9 @@ class TensorRTRunner:
                     pinned = (ctypes.c_uint8 * nbytes).from_address(ptr)
                     self._host[name] = np.ctypeslib.as_array(pinned).reshape(shape)
                     self._device[name] = cuda_check(cudart.cudaMalloc(nbytes), "cudaMalloc")
-        sizes = [int(getattr(e, "device_memory_size_v2", None) or e.device_memory_size) for e in self._engines.values()]
+        # device_memory_size_v2 (TensorRT 10.1+; 11 has only it) may legitimately be 0: test for presence, not truth
+        sizes = [int(e.device_memory_size_v2 if hasattr(e, "device_memory_size_v2") else e.device_memory_size)
+                 for e in self._engines.values()]
         self.device_memory_bytes = max(sizes + [256])
         self._scratch = cuda_check(cudart.cudaMalloc(self.device_memory_bytes), "cudaMalloc")
         for graph, engine in self._engines.items():
