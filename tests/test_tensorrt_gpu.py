@@ -178,9 +178,14 @@ def test_int8_build_with_calibration_images_and_cache(bundle_dir, tmp_path):
     result = run_build("--bundle", bundle_dir, "--precision", "int8", "--calib-cache", cache)  # cache only
     assert result.returncode == 0, result.stderr
     seg = load_bundle(bundle_dir, backend="tensorrt")
+    ort_seg = load_bundle(bundle_dir, backend="onnxruntime")  # the fp32 graphs
     assert seg.info["precision"] == {"fused": "int8", "ir_only": "int8"}
     mask, conf = seg.ir_only(random_frames(4, n=1)[0][1])
     assert mask.shape == conf.shape == (H, W)
+    # Calibrated scales, not garbage: the shape check above passed with the uint8-fed calibrator too.
+    for eo, ir in random_frames(5, n=2):
+        assert (seg.ir_only(ir)[0] == ort_seg.ir_only(ir)[0]).mean() >= 0.9
+        assert (seg.fused(eo, ir)[0] == ort_seg.fused(eo, ir)[0]).mean() >= 0.9
     seg.close()
 
 
