@@ -384,6 +384,12 @@ class SegmentNode(Node):
         self.pub_mode.publish(String(data=json.dumps(payload)))
         self.get_logger().info(f"mode -> {announcement.mode} ({announcement.reason})")
 
+    def _running_precision(self) -> str:
+        """What the backend runs (TensorRT: per graph, e.g. an fp16 engine for a graph without int8), not
+        what was asked for."""
+        running = self.segmenter.info.get("precision", self.config.precision)
+        return running if isinstance(running, str) else json.dumps(running, sort_keys=True)
+
     def _alarms(self, health_mode: str, eo, ir) -> tuple[bool, bool, bool]:
         """(IR stale, EO loss above the WARN level, IR loss above it) from a decision and two LossReports."""
         limit = self.config.loss_warn_fraction
@@ -425,7 +431,7 @@ class SegmentNode(Node):
                 "ir_age_s": "never" if ir_age is None else f"{ir_age:.3f}",
                 "inference_ms_p50": f"{lat50:.2f}", "inference_ms_p95": f"{lat95:.2f}",
                 "overhead_ms_p50": f"{ovh50:.3f}", "overhead_ms_p95": f"{ovh95:.3f}",
-                "backend": self.segmenter.backend_name, "precision": cfg.precision,
+                "backend": self.segmenter.backend_name, "precision": self._running_precision(),
                 "bundle": str(self.segmenter.bundle.root),
                 "backend_info": json.dumps(self.segmenter.info, default=str),
                 "eo_received": str(self.eo_rate.count), "ir_received": str(self.ir_rate.count),

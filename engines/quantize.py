@@ -2,7 +2,7 @@
 
 python -m engines.quantize --bundle DIR [--config CFG] [--num-images N] [--method minmax|entropy|percentile]
 
-For fused.onnx and ir_only.onnx it writes fused.int8.onnx / ir_only.int8.onnx
+For fused.onnx and ir_only.onnx it writes fused.int8.<sha>.onnx / ir_only.int8.<sha>.onnx
 (explicit QuantizeLinear/DequantizeLinear): ONNX Runtime runs them with INT8
 kernels on the CPU, TensorRT builds INT8 engines from them without a
 calibrator. The camera contract is unchanged: uint8 EO/IR in, uint8 mask and
@@ -212,6 +212,9 @@ def quantize_bundle(bundle_dir, config: str | None = None, num_images: int = DEF
     Raises QuantizeError (nothing written) when a graph fails the accuracy gate."""
     if num_images <= 0:
         raise QuantizeError(f"--num-images must be positive, got {num_images}")
+    if not max_drop <= MAX_DROP:
+        raise QuantizeError(f"--max-drop {max_drop} is above the accuracy gate's {MAX_DROP} mIoU points: a "
+                            "stricter limit is allowed, a looser one is not")
     try:
         bundle = load_manifest(bundle_dir)
     except BundleError as exc:
@@ -237,7 +240,7 @@ def quantize_bundle(bundle_dir, config: str | None = None, num_images: int = DEF
             info = quantize_graph(source.path, out, calib, graph, method, activations, work=staging)
             fp32 = session_miou(ort_runner(source.path), graph, val, num_classes)
             int8 = session_miou(ort_runner(out), graph, val, num_classes)
-            drop = 100.0 * (fp32["miou"] - int8["miou"])
+            drop = round(100.0 * (fp32["miou"] - int8["miou"]), 6)  # so that exactly 1.0 point is 1.0, not 1.0000001
             agreement = float((fp32["masks"] == int8["masks"]).mean())
             log(f"  {graph}: validation mIoU fp32 {100 * fp32['miou']:.2f}, int8 {100 * int8['miou']:.2f} "
                 f"(drop {drop:+.2f} points, limit {max_drop:.2f}); masks agree on {100 * agreement:.2f}% of pixels")
@@ -247,8 +250,9 @@ def quantize_bundle(bundle_dir, config: str | None = None, num_images: int = DEF
                     f"{100 * fp32['miou']:.2f} (limit {max_drop:.2f}); not written. Try another --method "
                     f"(entropy, percentile) or more --num-images, or deploy this graph in fp32")
             staged[graph] = out
+            digest = sha256_of(out)
             records[graph] = {
-                "file": f"{graph}.int8.onnx", "sha256": sha256_of(out), "inputs": list(source.inputs),
+                "file": f"{graph}.int8.{digest[:12]}.onnx", "sha256": digest, "inputs": list(source.inputs),
                 "outputs": list(source.outputs), "precision": "int8", "source_sha256": source.sha256,
                 "calibration": {"dataset": data_cfg.get("name"), "split": calib.split, "num_images": len(calib),
                                 "method": method, "size": [bundle.height, bundle.width],
@@ -264,13 +268,19 @@ def quantize_bundle(bundle_dir, config: str | None = None, num_images: int = DEF
                                "miou_int8": int8["miou"], "drop_points": drop, "max_drop_points": max_drop,
                                "mask_agreement": agreement},
             }
-        # every graph passed: move the files in, then the manifest (the reader checks hashes against it)
+        # every graph passed: new files under new names (content-addressed), then the manifest, then the old
+        # files: a node starting at any moment sees a manifest whose files are all there and match
         for graph, path in staged.items():
             atomic_write_bytes(bundle.root / records[graph]["file"], path.read_bytes())
         manifest = json.loads((bundle.root / MANIFEST).read_text())
-        manifest["quantized"] = dict(manifest.get("quantized") or {}, **records)
+        previous = manifest.get("quantized") or {}
+        manifest["quantized"] = dict(previous, **records)
         write_manifest(bundle.root, manifest)
         load_manifest(bundle.root)  # the reader accepts what the writer wrote
+        for graph, record in records.items():
+            old = (previous.get(graph) or {}).get("file")
+            if old and old != record["file"]:
+                (bundle.root / old).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return records

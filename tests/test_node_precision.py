@@ -4,6 +4,7 @@ Runtime and give a mask per IR frame; diagnostics say which precision and graph 
 import json
 import time
 
+from csk_ros.bundle import load_manifest
 from csk_ros.stream_client import Driver, start_node, stop_node
 from engines.quantize import quantize_bundle
 from tests.test_node_integration import FAST, Camera
@@ -22,7 +23,9 @@ def test_int8_node_serves_the_quantised_graphs(bundle_copy, ros_env):
         diag = d.latest_diagnostic()
         assert diag["precision"] == "int8"
         info = json.loads(diag["backend_info"])
-        assert info["graph_files"] == {"fused": "fused.int8.onnx", "ir_only": "ir_only.int8.onnx"}
+        quantized = load_manifest(bundle_copy).quantized
+        assert info["graph_files"] == {g: quantized[g].path.name for g in ("fused", "ir_only")}
+        assert all(".int8." in name for name in info["graph_files"].values())
         assert int(diag["masks_fused"]) > 0 and int(diag.get("inference_errors", 0)) == 0
     finally:
         d.close()

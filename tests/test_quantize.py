@@ -31,7 +31,7 @@ def test_quantise_gate_load_and_run_int8(bundle_copy, monkeypatch):
     bundle = load_manifest(bundle_copy)
     for graph, rec in records.items():
         qdq = bundle.quantized[graph]
-        assert qdq.path.name == f"{graph}.int8.onnx" and qdq.sha256 == sha256_of(qdq.path)
+        assert qdq.path.name == f"{graph}.int8.{qdq.sha256[:12]}.onnx" and qdq.sha256 == sha256_of(qdq.path)
         assert rec["precision"] == "int8" and rec["source_sha256"] == bundle.graphs[graph].sha256
         assert rec["calibration"]["split"] == "train" and rec["calibration"]["num_images"] == 8
         assert rec["validation"]["split"] == "val" and rec["validation"]["drop_points"] <= 1.0
@@ -44,12 +44,12 @@ def test_quantise_gate_load_and_run_int8(bundle_copy, monkeypatch):
         assert all(v.type.tensor_type.elem_type == onnx.TensorProto.UINT8
                    for v in list(model.graph.input) + list(model.graph.output))
     # the INT8 graphs cost what the fp32 ones cost (scales and zero points are not parameters)
-    assert onnx_cost(bundle_copy / "ir_only.int8.onnx") == onnx_cost(bundle_copy / "ir_only.onnx")
-    assert onnx_cost(bundle_copy / "fused.int8.onnx")["macs"] == onnx_cost(bundle_copy / "fused.onnx")["macs"]
+    assert onnx_cost(bundle.quantized["ir_only"].path) == onnx_cost(bundle_copy / "ir_only.onnx")
+    assert onnx_cost(bundle.quantized["fused"].path)["macs"] == onnx_cost(bundle_copy / "fused.onnx")["macs"]
     fp32 = load_bundle(bundle_copy, backend="onnxruntime")
     int8 = load_bundle(bundle_copy, backend="onnxruntime", precision="int8")
     assert int8.info["precision"] == "int8"
-    assert int8.info["graph_files"] == {"fused": "fused.int8.onnx", "ir_only": "ir_only.int8.onnx"}
+    assert int8.info["graph_files"] == {g: bundle.quantized[g].path.name for g in ("fused", "ir_only")}
     assert fp32.info["graph_files"] == {"fused": "fused.onnx", "ir_only": "ir_only.onnx"}
     sample = sample_inputs(48, 64, count=1, seed=3)[0]
     eo, ir = sample["eo"][0], sample["ir"][0]
@@ -81,6 +81,43 @@ def test_gate_refuses_and_writes_nothing(bundle_copy):
         load_bundle(bundle_copy, backend="onnxruntime", precision="int8", warm_up=False)
 
 
+@pytest.mark.parametrize("int8_miou, passes", [(0.49, True), (0.4899, False)])
+def test_gate_boundary_is_one_point(bundle_copy, monkeypatch, int8_miou, passes):
+    """fp32 0.50 vs int8 0.49 is a 1.00-point drop: allowed; 1.01 points: refused."""
+    import engines.quantize as quantize
+
+    calls = []
+
+    def fixed_miou(run, graph, images, num_classes):
+        calls.append(graph)
+        miou = 0.50 if len(calls) % 2 else int8_miou  # per graph: the fp32 run, then the int8 run
+        return {"miou": miou, "masks": np.zeros((1, 2, 2), np.uint8)}
+
+    monkeypatch.setattr(quantize, "session_miou", fixed_miou)
+    if passes:
+        records = quantize_bundle(bundle_copy, **QUIET)
+        assert {r["validation"]["drop_points"] for r in records.values()} == {1.0}
+    else:
+        with pytest.raises(QuantizeError, match="1.01 points below"):
+            quantize_bundle(bundle_copy, **QUIET)
+
+
+def test_a_looser_gate_is_refused(bundle_copy):
+    with pytest.raises(QuantizeError, match="above the accuracy gate's 1.0"):
+        quantize_bundle(bundle_copy, max_drop=5.0, **QUIET)
+
+
+def test_requantising_replaces_the_files_and_removes_the_old_ones(bundle_copy):
+    first = quantize_bundle(bundle_copy, **QUIET)
+    second = quantize_bundle(bundle_copy, method="percentile", **QUIET)
+    bundle = load_manifest(bundle_copy)  # hashes verified: every file the manifest names is there
+    for graph in ("fused", "ir_only"):
+        assert bundle.quantized[graph].path.name == second[graph]["file"]
+        if first[graph]["file"] != second[graph]["file"]:
+            assert not (bundle_copy / first[graph]["file"]).exists()
+    assert sorted(p.name for p in bundle_copy.glob("*.int8.*.onnx")) == sorted(r["file"] for r in second.values())
+
+
 def test_one_failing_graph_blocks_both(bundle_copy, monkeypatch):
     """Fused passes, IR-only fails: the bundle gets neither (no half-quantised bundle)."""
     import engines.quantize as quantize
@@ -106,7 +143,7 @@ def test_one_failing_graph_blocks_both(bundle_copy, monkeypatch):
 def test_tensorrt_flavour_is_symmetric_int8(bundle_copy):
     records = quantize_bundle(bundle_copy, graphs=("ir_only",), activations="int8-symmetric", **QUIET)
     assert records["ir_only"]["tensorrt_compatible"] is True
-    model = onnx.load(str(bundle_copy / "ir_only.int8.onnx"))
+    model = onnx.load(str(load_manifest(bundle_copy).quantized["ir_only"].path))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     zero_points = [inits[n.input[2]] for n in model.graph.node
                    if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
