@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, print_table, time_calls, write_json  # noqa: E402
+from benchmarks.common import RESULTS, print_table, time_calls, time_interleaved, write_json  # noqa: E402
 from engines.export import export_bundle, export_graph  # noqa: E402
 from engines.graphs import GRAPH_INPUTS, DeployGraph  # noqa: E402
 from engines.onnx_cost import onnx_cost  # noqa: E402
@@ -196,9 +196,11 @@ def int8_rows(name: str, checkpoint: Path, work: Path, height: int, width: int, 
         for label, seg in backends.items():
             runners[label] = lambda feeds, seg=seg, graph=graph: seg.runner.run(graph, feeds)
         base = dict(model=name, size=f"{height}x{width}", graph=graph, threads=threads)
+        feeds = test.feeds(graph, 0)
+        timings = time_interleaved({label: (lambda run=run: run(feeds)) for label, run in runners.items()},
+                                   runs, warmup)
         for label, run in runners.items():
-            feeds = test.feeds(graph, 0)
-            timing = time_calls(lambda: run(feeds), runs, warmup)
+            timing = timings[label]
             quality = session_miou(run, graph, test, classes)
             rows.append(dict(base, backend=label, miou=quality["miou"], miou_images=len(test), **timing))
             print(f"  {name} {height}x{width} {graph:7s} {label:16s} {timing['median_ms']:8.1f} ms  "
@@ -231,7 +233,7 @@ def run_int8(args) -> int:
             data = load_config_from(checkpoint)["data"]
             native = tuple(data.get("size") or (96, 128))
             for (h, w), runs, warmup, images in ((native, args.runs, args.warmup, None),
-                                                 ((480, 640), max(5, args.runs // 3), 2, args.vga_images)):
+                                                 ((480, 640), max(15, args.runs // 2), 2, args.vga_images)):
                 print(f"{name} at {h}x{w} ...", flush=True)
                 r, gate = int8_rows(name, checkpoint, work, h, w, args.threads, runs, warmup, images,
                                     args.calib_images, None if (h, w) == native else args.vga_images)

@@ -23,6 +23,23 @@ def time_calls(fn, runs: int, warmup: int) -> dict:
     return summarize_ms(samples)
 
 
+def time_interleaved(fns: dict, runs: int, warmup: int) -> dict:
+    """Time several callables side by side: each round calls every one once, in an order that rotates from
+    round to round, so load changes on a shared machine hit all of them alike (timing them one after the
+    other lets the first one see a quieter machine than the last). Returns {label: summarize_ms(...)}."""
+    labels = list(fns)
+    for _ in range(warmup):
+        for label in labels:
+            fns[label]()
+    samples = {label: [] for label in labels}
+    for k in range(runs):
+        for label in labels[k % len(labels):] + labels[:k % len(labels)]:
+            t0 = time.perf_counter()
+            fns[label]()
+            samples[label].append((time.perf_counter() - t0) * 1e3)
+    return {label: summarize_ms(values) for label, values in samples.items()}
+
+
 def summarize_ms(samples) -> dict:
     a = np.asarray(samples, float)
     if a.size == 0:
