@@ -16,9 +16,10 @@ import numpy as np
 
 from csk_ros.bundle import GRAPH_INPUTS
 from csk_ros.frames import resize_linear, resize_nearest
+import torch
+
 from training.data import build_dataset
-from training.data.classes import IGNORE_INDEX
-from training.metrics import iou_per_class
+from training.metrics import confusion_matrix, iou_per_class, mean_iou
 
 
 @dataclass
@@ -97,18 +98,6 @@ class FeedReader:
         self.position = self.start
 
 
-def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
-    valid = label != IGNORE_INDEX
-    index = label[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def miou_of(cm: np.ndarray) -> float:
-    """MFNet protocol (all classes incl. unlabeled; classes absent from GT and prediction skipped)."""
-    iou = iou_per_class(cm)
-    return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
-
-
 def session_miou(run, graph: str, images: ImageSet, num_classes: int) -> dict:
     """mIoU of `run(feeds) -> (mask, confidence)` over `images`; also returns the masks for agreement checks."""
     cm = np.zeros((num_classes, num_classes), np.int64)
@@ -116,8 +105,9 @@ def session_miou(run, graph: str, images: ImageSet, num_classes: int) -> dict:
     for i in range(len(images)):
         mask = run(images.feeds(graph, i))[0]
         masks.append(mask[0])
-        cm += confusion(mask[0], images.label[i], num_classes)
-    return {"miou": miou_of(cm), "confusion": cm, "masks": np.stack(masks)}
+        cm += confusion_matrix(torch.from_numpy(mask[0]), torch.from_numpy(images.label[i]), num_classes).numpy()
+    # the training metric (MFNet protocol: all classes incl. unlabeled, absent classes skipped)
+    return {"miou": mean_iou(iou_per_class(cm)), "confusion": cm, "masks": np.stack(masks)}
 
 
 def ort_runner(path, threads: int = 0):

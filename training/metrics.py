@@ -29,13 +29,18 @@ def iou_per_class(cm: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, tp / denom, np.nan)
 
 
+def mean_iou(iou: np.ndarray) -> float:
+    """Mean of the classes that occur (NaN IoU skipped); NaN when none does."""
+    return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
+
+
 def summarize(cm: np.ndarray, class_names: tuple | list) -> dict:
     cm = np.asarray(cm)
     iou = iou_per_class(cm)
     total = cm.sum()
     return {
-        "miou": float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan"),
-        "miou_no_unlabeled": float(np.nanmean(iou[1:])) if np.any(~np.isnan(iou[1:])) else float("nan"),
+        "miou": mean_iou(iou),
+        "miou_no_unlabeled": mean_iou(iou[1:]),
         "per_class_iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(class_names, iou)},
         "pixel_acc": float(np.diag(cm).sum() / total) if total else float("nan"),
         "miou_protocol": "MFNet/RTFNet: mean over all classes including unlabeled (class 0); "
