@@ -60,7 +60,7 @@ PARAMS = (
               "confidence; published as vision_msgs/LabelInfo.threshold on ~/label_info.", min_value=0.0,
               max_value=1.0),
     ParamSpec("low_confidence_policy", "keep", "What ~/mask holds below confidence_threshold: keep (the class) or "
-              "unlabeled (the bundle's 'unlabeled' class id, else 255, which no planner class maps).",
+              "unlabeled (255, an id no class has, which planners ignore).",
               ("keep", "unlabeled")),
     ParamSpec("publish_points", False, "Publish ~/points, an organized semantic PointCloud2 at mask resolution, "
               "from depth/image (16UC1 mm or 32FC1 m, registered to the IR camera) and ir/camera_info."),

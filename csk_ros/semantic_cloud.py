@@ -1,6 +1,6 @@
 """Semantic point cloud: a depth image registered to the IR camera, back-projected
 through the IR intrinsics at the mask's resolution, with each point's class and
-confidence (pure numpy, no ROS; the message is built in `cloud_message`).
+confidence (pure numpy, no ROS; the message, reused frame after frame, is `CloudMessage`).
 
 Why organized and at mask resolution: Nav2's semantic segmentation layer walks
 the mask and the cloud with one pixel index and drops a frame whose cloud is
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .frames import resize_nearest
 
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "class", "confidence"],
                         "formats": ["<f4", "<f4", "<f4", "u1", "u1"],
@@ -130,11 +132,8 @@ class SemanticCloudBuilder:
         height, width = mask.shape
         if confidence.shape != mask.shape:
             raise ValueError(f"confidence {confidence.shape} and mask {mask.shape} differ")
-        if depth_m.shape != mask.shape:
-            # nearest = the source pixel holding each mask pixel's centre, the convention of Intrinsics.scaled
-            rows = ((2 * np.arange(height) + 1) * depth_m.shape[0]) // (2 * height)
-            cols = ((2 * np.arange(width) + 1) * depth_m.shape[1]) // (2 * width)
-            depth_m = depth_m[rows[:, None], cols[None, :]]
+        # nearest = the source pixel holding each mask pixel's centre, the convention of Intrinsics.scaled
+        depth_m = resize_nearest(depth_m, mask.shape)
         intr = camera if (camera.width, camera.height) == (width, height) else camera.scaled(width, height)
         ray_x, ray_y = self.rays(intr)
         shape = (height, width)
@@ -202,9 +201,3 @@ def _empty_cloud(height: int, width: int):
     msg.data = array.array("B", bytes(msg.row_step * height))
     return msg
 
-
-def cloud_message(points: np.ndarray, header):
-    """A new sensor_msgs/PointCloud2 (organized, is_dense False) holding a copy of a packed POINT_DTYPE array."""
-    writer = CloudMessage()
-    writer.points_buffer(*points.shape)[...] = points
-    return writer.message(header)

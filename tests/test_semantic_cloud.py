@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pytest
 
-from csk_ros.semantic_cloud import (POINT_DTYPE, DepthError, Intrinsics, SemanticCloudBuilder, cloud_message,
+from csk_ros.semantic_cloud import (POINT_DTYPE, CloudMessage, DepthError, Intrinsics, SemanticCloudBuilder,
                                     depth_in_metres)
 
 CAM = Intrinsics(fx=500.0, fy=480.0, cx=319.5, cy=239.5, width=640, height=480)
@@ -126,10 +126,12 @@ def test_cloud_message_layout_matches_the_points():
     from sensor_msgs.msg import PointField
     from std_msgs.msg import Header
 
-    points = SemanticCloudBuilder().build(tilted_plane(CAM).astype(np.float32), CAM, *labels((480, 640)))
+    writer = CloudMessage()
+    points = SemanticCloudBuilder().build(tilted_plane(CAM).astype(np.float32), CAM, *labels((480, 640)),
+                                          out=writer.points_buffer(480, 640))
     header = Header(frame_id="ir_optical")
     header.stamp.sec, header.stamp.nanosec = 12, 345
-    msg = cloud_message(points, header)
+    msg = writer.message(header)
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (480, 640, 16, 16 * 640)
     assert msg.header.frame_id == "ir_optical" and msg.header.stamp.nanosec == 345
     assert not msg.is_dense and not msg.is_bigendian
@@ -143,8 +145,6 @@ def test_cloud_message_layout_matches_the_points():
 
 
 def test_the_reused_message_holds_the_latest_cloud_and_follows_size_changes():
-    from csk_ros.semantic_cloud import CloudMessage
-
     writer, builder = CloudMessage(), SemanticCloudBuilder()
     cam = Intrinsics(50.0, 50.0, 15.5, 11.5, 32, 24)
     for depth_value in (1.0, 3.0):
