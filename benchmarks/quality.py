@@ -90,7 +90,6 @@ from benchmarks.common import RESULTS, print_table, write_json  # noqa: E402
 CONFIG = REPO / "training" / "configs" / "synthetic.yaml"
 SPLITS = ("test", "test_day", "test_night")
 
-
 @dataclass(frozen=True)
 class Variant:
     label: str
@@ -146,6 +145,52 @@ QUICK_OVERRIDES = ("data.size=[48,64]", "data.augment.crop=[48,64]", "data.num_t
                    "train.eval_every=2", "train.num_workers=0", "loss.contrastive_samples=32")
 QUICK_SETTING_OVERRIDES = {"low_data": ("data.num_train=8",)}
 
+# The real-data study (MFNet frames, RTFNet layout, no test split needed):
+# scored on the val split, day and night apart (val = their sum). Setting
+# "tune" trains on train minus every 5th frame and selects AND scores on that
+# hold-out, so configurations are compared without looking at val.
+MFNET_CONFIG = REPO / "training" / "configs" / "mfnet_cpu.yaml"
+MFNET_SETTINGS = {
+    "full": ((), tuple(VARIANTS)),
+    "tune": (("train.eval_split=holdout", "train.holdout_stride=5"), ("eo_teacher", "ir_baseline", "csk_full")),
+}
+MFNET_QUICK_OVERRIDES = ("data.eval_size=[48,64]", "data.augment.crop=[32,48]", "model.width=8",
+                         "model.aspp_channels=16", "train.batch_size=2", "train.eval_every=2",
+                         "loss.contrastive_samples=32", "data.cache=false")
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study's data, settings and scoring. `splits` = (total, day, night): the
+    day and night parts are scored apart and the total is their confusion sum."""
+
+    name: str
+    title: str
+    config: Path
+    settings: dict
+    default_settings: tuple
+    steps: tuple[int, int]  # (students and baselines, EO teacher)
+    overrides: tuple
+    quick_overrides: tuple
+    quick_setting_overrides: dict
+    splits: tuple[str, str, str]
+    day_night_source: dict  # day / night part -> (dataset split, data.only)
+    default_out: str
+    scored_on: str
+
+
+STUDIES = {
+    "synthetic": Study("synthetic", "Quality study on the synthetic RGB-T set", CONFIG, SETTINGS, tuple(SETTINGS),
+                       (STEPS, TEACHER_STEPS), STUDY_OVERRIDES, QUICK_OVERRIDES, QUICK_SETTING_OVERRIDES, SPLITS,
+                       {"test_day": ("test_day", None), "test_night": ("test_night", None)}, "quality",
+                       "test scenes (test_day + test_night)"),
+    # 400 steps for every run, teacher included (it sees 69 day frames: 46 epochs).
+    "mfnet": Study("mfnet", "Quality study on real MFNet frames", MFNET_CONFIG, MFNET_SETTINGS, ("full",),
+                   (400, 400), ("train.num_workers=0",), MFNET_QUICK_OVERRIDES, {}, ("val", "val_day", "val_night"),
+                   {"val_day": ("val", "day"), "val_night": ("val", "night")}, "quality_mfnet",
+                   "validation frames (val_day + val_night; setting tune: the stride-5 hold-out of train)"),
+}
+
 
 @dataclass
 class Run:
@@ -155,6 +200,7 @@ class Run:
     overrides: list
     out: Path
     teacher_key: str | None = None
+    config: Path = CONFIG
 
     @property
     def key(self) -> str:
@@ -185,22 +231,26 @@ def _names(text: str | None, known, what: str) -> list[str]:
     return names
 
 
-def study_steps(quick: bool, steps: int | None = None, teacher_steps: int | None = None) -> tuple[int, int]:
-    default = (QUICK_STEPS, QUICK_TEACHER_STEPS) if quick else (STEPS, TEACHER_STEPS)
+def study_steps(quick: bool, steps: int | None = None, teacher_steps: int | None = None,
+                study: Study = STUDIES["synthetic"]) -> tuple[int, int]:
+    default = (QUICK_STEPS, QUICK_TEACHER_STEPS) if quick else study.steps
     return steps or default[0], teacher_steps or default[1]
 
 
 def plan_runs(seeds, settings, variants, out: Path, quick: bool, extra: list[str],
-              steps: int | None = None, teacher_steps: int | None = None) -> list[Run]:
+              steps: int | None = None, teacher_steps: int | None = None, study: str = "synthetic") -> list[Run]:
     """Ordered runs: per seed, per setting, the teacher first (added when a selected variant needs it)."""
     runs = []
-    steps, teacher_steps = study_steps(quick, steps, teacher_steps)
-    common = list(QUICK_OVERRIDES if quick else STUDY_OVERRIDES)
+    preset = STUDIES[study]
+    steps, teacher_steps = study_steps(quick, steps, teacher_steps, preset)
+    common = list(preset.overrides) + list(preset.quick_overrides if quick else ())
+    if preset.name == "synthetic" and quick:
+        common = list(QUICK_OVERRIDES)  # replaces the study's scene counts
     for seed in seeds:
         for setting in settings:
-            setting_overrides, allowed = SETTINGS[setting]
+            setting_overrides, allowed = preset.settings[setting]
             if quick:
-                setting_overrides = QUICK_SETTING_OVERRIDES.get(setting, setting_overrides)
+                setting_overrides = preset.quick_setting_overrides.get(setting, setting_overrides)
             chosen = [v for v in allowed if v in variants]
             if any(VARIANTS[v].teacher for v in chosen) and "eo_teacher" not in chosen:
                 chosen.insert(0, "eo_teacher")
@@ -213,14 +263,14 @@ def plan_runs(seeds, settings, variants, out: Path, quick: bool, extra: list[str
                 overrides = common + list(setting_overrides) + variant_overrides + [
                     f"train.seed={seed}", f"train.max_steps={run_steps}"] + list(extra)
                 runs.append(Run(setting, name, seed, overrides, out / "runs" / setting / name / f"seed{seed}",
-                                teacher_key if v.teacher else None))
+                                teacher_key if v.teacher else None, preset.config))
     return runs
 
 
 def resolved_config(run: Run, teacher_ckpt: Path | None) -> dict:
     from training.config import load_config
 
-    cfg = load_config(CONFIG, run.overrides)
+    cfg = load_config(run.config, run.overrides)
     if teacher_ckpt is not None:
         cfg["teacher"]["checkpoint"] = str(teacher_ckpt)
     return cfg
@@ -255,33 +305,60 @@ def _metrics_entry(summary: dict) -> dict:
     return {k: summary[k] for k in ("miou", "miou_no_unlabeled", "pixel_acc", "per_class_iou")}
 
 
-def evaluate_run(checkpoint: Path, modes, data_cfg: dict, device: str, batch_size: int = 16) -> dict:
-    """{mode: {split: metrics}}; test = test_day + test_night confusion matrices.
+def scoring_sets(data_cfg: dict, train_cfg: dict, study: Study) -> dict:
+    """{day part: Dataset, night part: Dataset} the study scores every run on.
 
-    `data_cfg` is the study's data section, the same test scenes for every run
-    (the checkpoint's may differ: the EO teacher trains on day frames only)."""
+    `data_cfg` is the study's data section, the same frames for every run (the
+    checkpoint's may differ: the EO teacher trains on day frames only). A run
+    selected on a hold-out of train (setting "tune") is scored on that
+    hold-out, split by the frames' day/night names, so tuning never sees val."""
+    from torch.utils.data import Subset
+
+    from training.data import build_dataset
+    from training.data.real import is_night_name
+    from training.train import holdout_split
+
+    day, night = study.splits[1:]
+    if train_cfg.get("eval_split") == "holdout":
+        full = build_dataset(data_cfg, "train", train=False)
+        _, held = holdout_split(len(full), train_cfg["holdout_fraction"], train_cfg["holdout_stride"])
+        names = full.source.names
+        sets = {day: Subset(full, [i for i in held if not is_night_name(names[i])]),
+                night: Subset(full, [i for i in held if is_night_name(names[i])])}
+        for s in sets.values():
+            s.class_names, s.num_classes = full.class_names, full.num_classes
+        return sets
+    sets = {}
+    for part, (split, only) in study.day_night_source.items():
+        sets[part] = build_dataset(dict(data_cfg, only=only) if only else data_cfg, split, train=False)
+    return sets
+
+
+def evaluate_run(checkpoint: Path, modes, data_cfg: dict, device: str, batch_size: int = 16,
+                 study: Study = STUDIES["synthetic"], train_cfg: dict | None = None) -> dict:
+    """{mode: {split: metrics}} over the study's splits; total = day + night confusion matrices."""
     from torch.utils.data import DataLoader
 
     from training.checkpoint import model_from_checkpoint
-    from training.data import build_dataset
     from training.evaluate import confusion_over
     from training.metrics import summarize
 
     model, _ = model_from_checkpoint(checkpoint)
     model.to(device)
-    sets = {split: build_dataset(data_cfg, split, train=False) for split in ("test_day", "test_night")}
-    names = sets["test_day"].class_names
+    total, day, night = study.splits
+    sets = scoring_sets(data_cfg, train_cfg or {}, study)
+    names = sets[day].class_names
     results = {}
     for mode in modes:
         cms = {}
         for split, ds in sets.items():
             loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
-            cms[split], _ = confusion_over(model, loader, mode, ds.num_classes, device)
-        cms["test"] = cms["test_day"] + cms["test_night"]
-        counts = {"test_day": len(sets["test_day"]), "test_night": len(sets["test_night"])}
-        counts["test"] = counts["test_day"] + counts["test_night"]
+            cms[split], _ = confusion_over(model, loader, mode, sets[day].num_classes, device)
+        cms[total] = cms[day] + cms[night]
+        counts = {day: len(sets[day]), night: len(sets[night])}
+        counts[total] = counts[day] + counts[night]
         results[mode] = {split: dict(_metrics_entry(summarize(cms[split], names)), num_images=counts[split])
-                         for split in SPLITS}
+                         for split in study.splits}
     return results
 
 
@@ -319,14 +396,28 @@ class ResultsFile:
         return self.records.get(key, {}).get("fingerprint") == fp
 
     def put(self, record: dict) -> None:
-        self.records[record["key"]] = record
+        """Add one record; re-reads the file under a lock first, so studies of other
+        seeds running in other processes on the same --out keep their records."""
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.records, indent=2, default=str))
-        os.replace(tmp, self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.is_file():
+                self.records.update({k: v for k, v in json.loads(self.path.read_text()).items()
+                                     if k != record["key"]})
+            self.records[record["key"]] = record
+            tmp = self.path.with_suffix(f".json.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.records, indent=2, default=str))
+            os.replace(tmp, self.path)
+
+    def reload(self) -> None:
+        if self.path.is_file():
+            self.records = json.loads(self.path.read_text())
 
 
-def execute(runs: list[Run], results: ResultsFile, device: str, log=print) -> dict:
+def execute(runs: list[Run], results: ResultsFile, device: str, log=print,
+            study: Study = STUDIES["synthetic"]) -> dict:
     """Train + evaluate every run not already in `results`; returns counts."""
     from tqdm import tqdm
 
@@ -363,7 +454,8 @@ def execute(runs: list[Run], results: ResultsFile, device: str, log=print) -> di
         t0 = time.monotonic()
         best = train_run(cfgs[run.key], run.out, v.stage, device, resume)
         t1 = time.monotonic()
-        metrics = evaluate_run(run.out / "best.pt", v.modes, cfgs[run.key]["data"], device)
+        metrics = evaluate_run(run.out / "best.pt", v.modes, cfgs[run.key]["data"], device, study=study,
+                               train_cfg=cfgs[run.key]["train"])
         t2 = time.monotonic()
         results.put({
             "key": run.key, "setting": run.setting, "variant": run.variant, "seed": run.seed, "stage": v.stage,
@@ -373,7 +465,7 @@ def execute(runs: list[Run], results: ResultsFile, device: str, log=print) -> di
             "training_code": code,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
-        heads = ", ".join(f"{m} {100 * metrics[m]['test']['miou']:.1f}" for m in v.modes)
+        heads = ", ".join(f"{m} {100 * metrics[m][study.splits[0]]['miou']:.1f}" for m in v.modes)
         bar.write(f"{run.key}: {heads} mIoU ({t1 - t0:.0f} s train, {t2 - t1:.0f} s eval)")
         bar.update(1)
     bar.close()
@@ -391,10 +483,10 @@ def mean_std(values) -> dict:
             "values": [float(v) for v in a]}
 
 
-def aggregate(records: list[dict]) -> list[dict]:
+def aggregate(records: list[dict], study: Study = STUDIES["synthetic"]) -> list[dict]:
     """One row per (setting, variant, mode): mIoU mean/std per split, per-class IoU mean/std per split."""
     rows = []
-    order = [(s, v) for s in SETTINGS for v in VARIANTS]
+    order = [(s, v) for s in study.settings for v in VARIANTS]
     for setting, variant in order:
         recs = sorted((r for r in records if r["setting"] == setting and r["variant"] == variant),
                       key=lambda r: r["seed"])
@@ -403,7 +495,7 @@ def aggregate(records: list[dict]) -> list[dict]:
         for mode in VARIANTS[variant].modes:
             row = {"setting": setting, "variant": variant, "label": VARIANTS[variant].label, "mode": mode,
                    "seeds": [r["seed"] for r in recs], "miou": {}, "per_class_iou": {}}
-            for split in SPLITS:
+            for split in study.splits:
                 row["miou"][split] = mean_std(r["metrics"][mode][split]["miou"] for r in recs)
                 classes = recs[0]["metrics"][mode][split]["per_class_iou"]
                 row["per_class_iou"][split] = {
@@ -434,33 +526,41 @@ def _find(rows, setting, variant, mode):
     return next((r for r in rows if r["setting"] == setting and r["variant"] == variant and r["mode"] == mode), None)
 
 
-def targets(rows: list[dict]) -> list[dict]:
-    """The issue's targets, checked on the test split; None where a needed row is missing."""
+def targets(rows: list[dict], study: Study = STUDIES["synthetic"]) -> list[dict]:
+    """The issues' targets, checked on the study's total split (test, or val for
+    the real study); a target is left out where a needed row is missing."""
     out = []
-    for setting in SETTINGS:
+    total, _, night = study.splits
+    for setting in study.settings:
         csk_ir, base = _find(rows, setting, "csk_full", "ir_only"), _find(rows, setting, "ir_baseline", "ir_only")
         if csk_ir and base:
-            a, b = csk_ir["miou"]["test"], base["miou"]["test"]
+            a, b = csk_ir["miou"][total], base["miou"][total]
             diff = a["mean"] - b["mean"]
             met = diff >= 0.02 and diff > max(a["std"], b["std"]) and min(a["n"], b["n"]) >= 3
             out.append({"setting": setting,
                         "target": "CSK-Net IR-only >= IR baseline + 2 mIoU, gap > both stds, >= 3 seeds",
                         "value": f"{100 * diff:+.1f} (CSK-Net {_pm(a)}, baseline {_pm(b)})", "met": bool(met)})
         csk_f = _find(rows, setting, "csk_full", "fused")
-        refs = [r for r in (_find(rows, setting, "eo_teacher", "eo_only"), base,
-                            _find(rows, setting, "early_fusion", "fused")) if r]
+        teacher = _find(rows, setting, "eo_teacher", "eo_only")
+        refs = [r for r in (teacher, base, _find(rows, setting, "early_fusion", "fused")) if r]
         if csk_f and refs:
-            best = max(refs, key=lambda r: r["miou"]["test"]["mean"])
-            diff = csk_f["miou"]["test"]["mean"] - best["miou"]["test"]["mean"]
+            best = max(refs, key=lambda r: r["miou"][total]["mean"])
+            diff = csk_f["miou"][total]["mean"] - best["miou"][total]["mean"]
             out.append({"setting": setting, "target": "CSK-Net fused >= best of EO-only, IR-only, early fusion",
-                        "value": f"{100 * diff:+.1f} vs {best['label']} ({_pm(csk_f['miou']['test'])} vs "
-                                 f"{_pm(best['miou']['test'])})", "met": bool(diff >= 0)})
+                        "value": f"{100 * diff:+.1f} vs {best['label']} ({_pm(csk_f['miou'][total])} vs "
+                                 f"{_pm(best['miou'][total])})", "met": bool(diff >= 0)})
+        if study.name == "mfnet" and csk_f and teacher:
+            a, b = csk_f["miou"][night], teacher["miou"][night]
+            diff = a["mean"] - b["mean"]
+            out.append({"setting": setting, "target": "CSK-Net fused at night >= EO teacher at night + 5",
+                        "value": f"{100 * diff:+.1f} ({_pm(a)} vs {_pm(b)})", "met": bool(diff >= 0.05)})
     return out
 
 
-def main_table(rows, setting) -> tuple[list[str], list[list]]:
-    headers = ["model", "mode", "mIoU test", "mIoU day", "mIoU night", "seeds"]
-    body = [[r["label"], r["mode"], *(_pm(r["miou"][s]) for s in SPLITS), len(r["seeds"])]
+def main_table(rows, setting, study: Study = STUDIES["synthetic"]) -> tuple[list[str], list[list]]:
+    total = study.splits[0]
+    headers = ["model", "mode", f"mIoU {total}", "mIoU day", "mIoU night", "seeds"]
+    body = [[r["label"], r["mode"], *(_pm(r["miou"][s]) for s in study.splits), len(r["seeds"])]
             for r in rows if r["setting"] == setting]
     return headers, body
 
@@ -481,22 +581,25 @@ def _md(headers, body) -> str:
     return "\n".join(lines)
 
 
-def markdown(rows, checks, meta) -> str:
+def markdown(rows, checks, meta, study: Study = STUDIES["synthetic"]) -> str:
+    total = study.splits[0]
     parts = [
-        "# Quality study on the synthetic RGB-T set",
+        f"# {study.title}",
         "",
         f"mIoU in % (MFNet protocol, 9 classes incl. unlabeled), mean ± sample std over seeds {meta['seeds']}; "
-        f"test = {meta['num_test']} scenes (test_day + test_night). {meta['steps']} training steps "
+        f"{total} = {meta['num_scored']} {study.scored_on}. {meta['steps']} training steps "
         f"({meta['teacher_steps']} for the EO teacher); model and data: {meta['model']}."
+        + (f" Extra overrides: {' '.join(meta['extra_overrides'])}." if meta["extra_overrides"] else "")
         + (" QUICK SMOKE SETTING: the numbers mean nothing." if meta["quick"] else ""),
     ]
-    for setting in SETTINGS:
-        headers, body = main_table(rows, setting)
+    for setting in study.settings:
+        headers, body = main_table(rows, setting, study)
         if not body:
             continue
-        parts += ["", f"## {setting} (num_train {meta['num_train'].get(setting)})", "", _md(headers, body)]
-        headers, body = class_table(rows, setting)
-        parts += ["", f"Per-class IoU on test ({setting}):", "", _md(headers, body)]
+        parts += ["", f"## {setting} (train images {meta['num_train'].get(setting)})", "", _md(headers, body)]
+        for split in study.splits:
+            headers, body = class_table(rows, setting, split)
+            parts += ["", f"Per-class IoU on {split} ({setting}):", "", _md(headers, body)]
         exch = [(r["label"], k, v) for r in rows if r["setting"] == setting and r["mode"] == "fused"
                 for k, v in r.get("exchanged_fraction", {}).items() if _summary_key(k)]
         if exch:
@@ -504,31 +607,31 @@ def markdown(rows, checks, meta) -> str:
             parts += [f"- {label}: {k} = " + ("n/a" if v["mean"] is None else f"{v['mean']:.3f} ± {v['std']:.3f}")
                       for label, k, v in exch]
     if checks:
-        parts += ["", "## Targets (issue 8)", "", _md(["setting", "target", "value", "met"],
-                                                      [[c["setting"], c["target"], c["value"],
-                                                        "yes" if c["met"] else "no"] for c in checks])]
+        parts += ["", "## Targets", "", _md(["setting", "target", "value", "met"],
+                                            [[c["setting"], c["target"], c["value"],
+                                              "yes" if c["met"] else "no"] for c in checks])]
     return "\n".join(parts) + "\n"
 
 
-def bar_chart(rows, path: Path, num_train: dict) -> None:
+def bar_chart(rows, path: Path, num_train: dict, study: Study = STUDIES["synthetic"]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = [s for s in SETTINGS if any(r["setting"] == s for r in rows)]
+    settings = [s for s in study.settings if any(r["setting"] == s for r in rows)]
     widths = [sum(r["setting"] == s for r in rows) for s in settings]
     fig, axes = plt.subplots(1, len(settings), figsize=(2 + 0.9 * sum(widths), 4.5), squeeze=False,
                              gridspec_kw={"width_ratios": widths})
     for ax, setting in zip(axes[0], settings):
         sel = [r for r in rows if r["setting"] == setting]
         x = np.arange(len(sel))
-        for k, (split, colour) in enumerate(zip(SPLITS, ("#4c72b0", "#dd8452", "#55a868"))):
+        for k, (split, colour) in enumerate(zip(study.splits, ("#4c72b0", "#dd8452", "#55a868"))):
             means = [100 * (r["miou"][split]["mean"] or 0.0) for r in sel]
             stds = [100 * (r["miou"][split]["std"] or 0.0) for r in sel]
             ax.bar(x + (k - 1) * 0.27, means, 0.27, yerr=stds, capsize=2, color=colour, label=split)
         ax.set_xticks(x, [f"{r['label']}\n{r['mode']}" for r in sel], rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{setting} (num_train {num_train.get(setting)})")
+        ax.set_title(f"{study.name} {setting} (train images {num_train.get(setting)})")
         ax.set_ylabel("mIoU % (mean ± std over seeds)")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -537,74 +640,100 @@ def bar_chart(rows, path: Path, num_train: dict) -> None:
     plt.close(fig)
 
 
-def report(results: ResultsFile, runs: list[Run], out: Path, meta: dict, counts: dict) -> dict:
+def report(results: ResultsFile, runs: list[Run], out: Path, meta: dict, counts: dict,
+           study: Study = STUDIES["synthetic"]) -> dict:
+    results.reload()  # other processes of the same study may have added seeds
     keys = {r.key for r in runs}
     records = [rec for key, rec in results.records.items() if key in keys]
-    rows = aggregate(records)
-    checks = targets(rows)
-    for setting in SETTINGS:
-        headers, body = main_table(rows, setting)
+    rows = aggregate(records, study)
+    checks = targets(rows, study)
+    for setting in study.settings:
+        headers, body = main_table(rows, setting, study)
         if body:
-            print(f"\n{setting} (num_train {meta['num_train'].get(setting)}): mIoU % mean ± std over seeds")
+            print(f"\n{setting} (train images {meta['num_train'].get(setting)}): mIoU % mean ± std over seeds")
             print_table(headers, body)
-            headers, body = class_table(rows, setting)
-            print(f"\nper-class IoU on test ({setting})")
+            headers, body = class_table(rows, setting, study.splits[0])
+            print(f"\nper-class IoU on {study.splits[0]} ({setting})")
             print_table(headers, body)
     for row in rows:
         for k, v in row.get("exchanged_fraction", {}).items():
             if row["mode"] == "fused" and v["mean"] is not None and _summary_key(k):
                 print(f"exchanged fraction {row['setting']}/{row['variant']} {k}: {v['mean']:.3f} ± {v['std']:.3f}")
     if checks:
-        print("\ntargets (issue 8):")
+        print("\ntargets:")
         print_table(["setting", "target", "value", "met"],
                     [[c["setting"], c["target"], c["value"], "yes" if c["met"] else "no"] for c in checks])
     payload = {"meta": meta, "counts": counts, "rows": rows, "targets": checks,
                "runs": sorted(records, key=lambda r: (r["setting"], r["variant"], r["seed"]))}
     write_json(out / "quality.json", payload)
-    (out / "quality.md").write_text(markdown(rows, checks, meta))
+    (out / "quality.md").write_text(markdown(rows, checks, meta, study))
     if rows:
-        bar_chart(rows, out / "quality.png", meta["num_train"])
+        bar_chart(rows, out / "quality.png", meta["num_train"], study)
     print(f"\nwrote {out / 'quality.json'}, {out / 'quality.md'}, {out / 'quality.png'}; results file {results.path}")
     return payload
 
 
+def _train_images(run: Run) -> int | None:
+    """How many images the run's student trains on (the synthetic set's count, a real split's length)."""
+    cfg = resolved_config(run, None)
+    if cfg["data"]["name"] == "synthetic":
+        return cfg["data"].get("num_train")
+    from training.train import selection_datasets
+
+    return len(selection_datasets(cfg, False)[0])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="synthetic", choices=tuple(STUDIES),
+                   help="synthetic (the embedded set) or mfnet (real frames: training/configs/mfnet_cpu.yaml, "
+                        "data.root=DIR to point elsewhere)")
     p.add_argument("--seeds", default="3", help="a count N (seeds 0..N-1) or a list a,b,c (default 3)")
     p.add_argument("--quick", action="store_true", help="tiny smoke setting: seconds, meaningless numbers")
-    p.add_argument("--out", help="output folder (default benchmarks/results/quality[_quick])")
+    p.add_argument("--out", help="output folder (default benchmarks/results/quality[_mfnet][_quick])")
     p.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)} (default all)")
-    p.add_argument("--settings", help=f"comma list of {', '.join(SETTINGS)} (default all)")
-    p.add_argument("--steps", type=int, help=f"training steps of every student and baseline (default {STEPS})")
-    p.add_argument("--teacher-steps", type=int, help=f"training steps of the EO teacher (default {TEACHER_STEPS})")
+    p.add_argument("--settings", help="comma list of the study's settings (synthetic: full, low_data; "
+                                      "mfnet: full, tune; default: synthetic both, mfnet full)")
+    p.add_argument("--steps", type=int, help=f"training steps of every student and baseline (default {STEPS}; "
+                                             "mfnet 400)")
+    p.add_argument("--teacher-steps", type=int, help=f"training steps of the EO teacher (default {TEACHER_STEPS}; "
+                                                     "mfnet 400)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("overrides", nargs="*", help="extra config overrides for every run, e.g. train.batch_size=4")
     args = p.parse_args(argv)
+    study = STUDIES[args.dataset]
     try:
         seeds = parse_seeds(args.seeds)
         variants = _names(args.variants, VARIANTS, "variant(s)")
-        settings = _names(args.settings, SETTINGS, "setting(s)")
-        out = (Path(args.out) if args.out else RESULTS / ("quality_quick" if args.quick else "quality")).resolve()
+        settings = _names(args.settings, study.settings, "setting(s)") if args.settings else list(
+            study.default_settings)
+        default_out = study.default_out + ("_quick" if args.quick else "")
+        out = (Path(args.out) if args.out else RESULTS / default_out).resolve()
         if any(v is not None and v < 1 for v in (args.steps, args.teacher_steps)):
             raise ValueError("--steps and --teacher-steps must be >= 1")
-        steps, teacher_steps = study_steps(args.quick, args.steps, args.teacher_steps)
-        runs = plan_runs(seeds, settings, variants, out, args.quick, list(args.overrides), steps, teacher_steps)
+        steps, teacher_steps = study_steps(args.quick, args.steps, args.teacher_steps, study)
+        runs = plan_runs(seeds, settings, variants, out, args.quick, list(args.overrides), steps, teacher_steps,
+                         study.name)
         if not runs:
             raise ValueError("nothing to run: no selected variant belongs to a selected setting")
         results = ResultsFile(out / "runs.json")
-        counts = execute(runs, results, args.device)
+        counts = execute(runs, results, args.device, study=study)
+        cfg0 = resolved_config(runs[0], None)
+        num_train = {r.setting: _train_images(r) for r in runs if r.variant != "eo_teacher"}
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cfg0 = resolved_config(runs[0], None)
-    meta = {"seeds": seeds, "quick": args.quick, "config": str(CONFIG.relative_to(REPO)),
-            "steps": steps, "teacher_steps": teacher_steps,
-            "num_test": cfg0["data"].get("num_test"),
+    size = cfg0["data"].get("size") or cfg0["data"].get("eval_size")
+    first = results.records.get(runs[-1].key, {}).get("metrics", {})
+    scored = next(iter(first.values()), {}).get(study.splits[0], {}).get("num_images")
+    meta = {"dataset": study.name, "seeds": seeds, "quick": args.quick,
+            "config": str(study.config.relative_to(REPO)), "steps": steps, "teacher_steps": teacher_steps,
+            "num_scored": scored, "num_test": cfg0["data"].get("num_test"),
             "model": "ResNet-{depth} width {width} OS {output_stride} ASPP {aspp_channels}, ".format(**cfg0["model"])
-                     + "{}x{} images".format(*cfg0["data"]["size"]),
-            "num_train": {r.setting: resolved_config(r, None)["data"].get("num_train") for r in runs},
-            "extra_overrides": list(args.overrides), "variants": variants, "settings": settings}
-    report(results, runs, out, meta, counts)
+                     + "{}x{} images".format(*size),
+            "num_train": num_train, "extra_overrides": list(args.overrides), "variants": variants,
+            "settings": settings, "data_root": cfg0["data"].get("root")}
+    report(results, runs, out, meta, counts, study)
     return 0
 
 

@@ -25,6 +25,11 @@ TRAIN_DEFAULTS = {
     # test split needs `--allow-test-selection` and is recorded in the outputs.
     "eval_split": "val",
     "holdout_fraction": 0.1,
+    # Hold out every k-th image of the (sorted) train list instead of a random
+    # fraction: MFNet's val split is every 5th frame, so a stride hold-out is
+    # to train what val is (the same drives, near but not equal views): a
+    # tuning split that ranks settings the way val would, without touching val.
+    "holdout_stride": None,
     "eval_max_batches": None,
     "log_every": 10,
     "seed": 0,

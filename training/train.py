@@ -109,10 +109,18 @@ def epoch_batches(sampler: DistributedSampler, batch_size: int, epoch: int, skip
 HOLDOUT_SEED = 20231204  # fixed, not train.seed: every run of a multi-seed study selects on the same images
 
 
-def holdout_split(n: int, fraction: float) -> tuple[list[int], list[int]]:
+def holdout_split(n: int, fraction: float, stride: int | None = None) -> tuple[list[int], list[int]]:
     """(kept train indices, held-out indices): a deterministic `fraction` of a
     train split of `n` images, the same for every training seed, used as the
-    model-selection split of datasets without a val split."""
+    model-selection split of datasets without a val split; with `stride` k,
+    every k-th image instead (indices k-1, 2k-1, ...)."""
+    if stride is not None:
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 2:
+            raise ValueError(f"train.holdout_stride must be an integer >= 2, got {stride!r}")
+        held = list(range(stride - 1, n, stride))
+        if not held or len(held) >= n:
+            raise ValueError(f"train split has {n} images, too few to hold out every {stride}th for model selection")
+        return [i for i in range(n) if (i + 1) % stride], held
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"train.holdout_fraction must be in (0, 1), got {fraction}")
     held = max(1, round(n * fraction))
@@ -138,8 +146,11 @@ def selection_datasets(cfg: dict, allow_test_selection: bool):
     base = build_dataset(cfg["data"], "train", train=True)
     selection = {"split": split, "test_selection_forced": split.startswith("test")}
     if split == "holdout":
-        keep, held = holdout_split(len(base), tcfg["holdout_fraction"])
-        selection.update(holdout_fraction=tcfg["holdout_fraction"], holdout_images=len(held))
+        keep, held = holdout_split(len(base), tcfg["holdout_fraction"], tcfg["holdout_stride"])
+        if tcfg["holdout_stride"]:
+            selection.update(holdout_stride=tcfg["holdout_stride"], holdout_images=len(held))
+        else:
+            selection.update(holdout_fraction=tcfg["holdout_fraction"], holdout_images=len(held))
         return Subset(base, keep), base, Subset(build_dataset(cfg["data"], "train", train=False), held), selection
     return base, base, build_dataset(cfg["data"], split, train=False), selection
 

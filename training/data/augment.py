@@ -2,9 +2,11 @@
 
 Geometry (scale, crop, flip) is applied identically to EO, IR and label, since
 a pixel's class must stay on the pixel it describes in both modalities.
-Photometry (colour jitter, EO dropout) touches EO only: IR is a temperature
-measurement, and the runtime scales it by a fixed rule, so the model must
-not learn to expect it to wander.
+Photometry (colour jitter, EO dropout) touches EO by default: IR is a
+temperature measurement, and the runtime scales it by a fixed rule. The
+optional `ir_jitter` (gain and offset, off by default) is for small real
+sets, where a whole dataset comes from one camera and one season: it widens
+what the model has seen of scene temperature and camera gain.
 
 Resizes use OpenCV: bilinear for images, INTER_NEAREST_EXACT for labels.
 Plain INTER_NEAREST samples at the pixel corner rather than the centre, so its
@@ -25,7 +27,8 @@ from csk_ros.frames import resize_linear
 from .classes import IGNORE_INDEX
 
 DEFAULT_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02}
-AUGMENT_KEYS = ("scale", "crop", "hflip", "jitter", "eo_dropout", "seed")
+AUGMENT_KEYS = ("scale", "crop", "hflip", "jitter", "eo_dropout", "ir_jitter", "seed")
+IR_JITTER_KEYS = ("gain", "offset")
 JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
 
 
@@ -78,6 +81,13 @@ def parse_augment_config(cfg: dict | None, default_scale=(0.5, 2.0), default_cro
     for k, v in jitter.items():
         if v < 0 or (k != "brightness" and k != "hue" and v > 1.0) or (k == "hue" and v > 0.5):
             raise ValueError(f"augment.jitter.{k} out of range: {v} (>= 0; <= 1 for contrast/saturation; <= 0.5 for hue)")
+    ir_jitter = cfg.get("ir_jitter") or {}
+    if not isinstance(ir_jitter, dict) or set(ir_jitter) - set(IR_JITTER_KEYS):
+        raise ValueError(f"augment.ir_jitter must be a mapping of {list(IR_JITTER_KEYS)} "
+                         f"(gain: fraction, offset: grey levels), got {ir_jitter!r}")
+    ir_jitter = {k: float(ir_jitter.get(k, 0.0)) for k in IR_JITTER_KEYS}
+    if not 0.0 <= ir_jitter["gain"] < 1.0 or not 0.0 <= ir_jitter["offset"] <= 128.0:
+        raise ValueError(f"augment.ir_jitter out of range: {ir_jitter} (gain in [0, 1), offset in [0, 128])")
     seed = int(cfg.get("seed", 0))
     if seed < 0:
         raise ValueError(f"augment.seed must be >= 0, got {seed}")
@@ -87,6 +97,7 @@ def parse_augment_config(cfg: dict | None, default_scale=(0.5, 2.0), default_cro
         "hflip": _prob(cfg.get("hflip", 0.5), "augment.hflip"),
         "jitter": jitter,
         "eo_dropout": _prob(cfg.get("eo_dropout", 0.0), "augment.eo_dropout"),
+        "ir_jitter": ir_jitter,
         "seed": seed,
     }
 
@@ -135,6 +146,8 @@ class PairedAugment:
             rng = self.rng(index, epoch)
         out = self.geometric(sample, rng)
         out["eo"] = self.photometric(out["eo"], rng)
+        if any(self.cfg["ir_jitter"].values()):  # draws only when on: other configs keep their crops
+            out["ir"] = ir_gain_offset(out["ir"], self.cfg["ir_jitter"], rng)
         return out
 
     # -- geometry: identical for the three arrays
@@ -204,6 +217,16 @@ def color_jitter(eo: np.ndarray, amounts: dict, rng: np.random.Generator) -> np.
             grey = cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
             img = (img - grey) * factor + grey
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def ir_gain_offset(ir: np.ndarray, amounts: dict, rng: np.random.Generator) -> np.ndarray:
+    """IR * U(1 - gain, 1 + gain) + U(-offset, offset), about the frame's mean
+    (so a gain change does not also shift the scene's temperature), clipped to 8 bits."""
+    gain = rng.uniform(1.0 - amounts["gain"], 1.0 + amounts["gain"])
+    offset = rng.uniform(-amounts["offset"], amounts["offset"])
+    img = ir.astype(np.float32)
+    mean = float(img.mean())
+    return np.clip((img - mean) * gain + mean + offset, 0, 255).astype(np.uint8)
 
 
 def eo_dropout(eo: np.ndarray, rng: np.random.Generator) -> np.ndarray:

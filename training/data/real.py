@@ -21,7 +21,9 @@ from csk_ros.thermal import ThermalScaling, scale_thermal_to_uint8
 
 from .classes import IGNORE_INDEX, MFNET_CLASSES, MFNET_PALETTE, PST900_CLASSES, PST900_PALETTE
 
-MFNET_LAYOUT = "RTFNet layout: images/<name>.png (4-channel RGB+thermal), labels/<name>.png, train.txt, val.txt, test.txt, test_day.txt, test_night.txt"
+MFNET_LAYOUT = ("RTFNet layout: images/<name>.png (4-channel RGB+thermal), labels/<name>.png and one <split>.txt "
+                "per split used (train.txt, val.txt; test.txt, test_day.txt, test_night.txt only where the test "
+                "frames are: a root without them trains and validates)")
 PST900_LAYOUT = "PST900 layout: <split>/rgb/<name>.png, <split>/thermal/<name>.png, <split>/labels/<name>.png for split in train, test"
 MSRS_LAYOUT = (
     "MSRS layout: vi/, ir/, Segmentation_labels/ with <split>.txt in the root, "
@@ -145,6 +147,36 @@ def is_night_name(name: str) -> bool:
     return name[-1:] in ("N", "n")
 
 
+DAY_NIGHT = ("all", "day", "night")
+
+
+def restrict_day_night(source, only: str, dataset: str):
+    """Keep the frames of `source` whose names say day (D) or night (N).
+
+    Why: the EO teacher must train and be selected where EO carries
+    information (real day frames), and studies report day and night apart,
+    without hand-made copies of a dataset root. "all" keeps everything.
+    """
+    if only not in DAY_NIGHT:
+        raise ValueError(f"data.only must be one of {list(DAY_NIGHT)}, got {only!r}")
+    if only == "all":
+        return source
+    if not getattr(source, "has_day_night", True):
+        raise ValueError(f"data.only={only!r}: {dataset} frame names carry no day/night mark (D/N); "
+                         "use data.only=all")
+    marks = [name[-1:] in ("D", "d", "N", "n") for name in source.names]
+    if not all(marks):
+        bad = source.names[marks.index(False)]
+        raise ValueError(f"data.only={only!r}: {dataset} frame {bad!r} in {source.root} does not end in D (day) "
+                         "or N (night); use data.only=all")
+    kept = [n for n in source.names if is_night_name(n) == (only == "night")]
+    if not kept:
+        raise ValueError(f"data.only={only!r}: the {dataset} {source.split} split in {source.root} has no {only} "
+                         f"frames (names ending in {'N' if only == 'night' else 'D'})")
+    source.names = kept
+    return source
+
+
 def _check_split(split: str, dataset: str, splits: tuple[str, ...]) -> None:
     if split not in splits:
         raise ValueError(f"unknown {dataset} split {split!r}; expected one of {list(splits)}")
@@ -199,6 +231,7 @@ class PST900Source:
 
     class_names = PST900_CLASSES
     palette = [list(c) for c in PST900_PALETTE]
+    has_day_night = False
 
     def __init__(self, root: str, split: str, thermal: ThermalScaling | None = None) -> None:
         _check_split(split, "PST900", PST900_SPLITS)
