@@ -44,8 +44,26 @@ Settings of the full study (this file is the record):
              (3-4x at a load average of 4); `--steps 512 --teacher-steps 768` trains
              longer (about 55 minutes).
 
+Real frames (``--dataset mfnet``, training/configs/mfnet_cpu.yaml, data.root
+../shared/data/mfnet_subset or ``data.root=DIR``): the same variants, no low-data
+setting, 400 steps for every run (teacher included: 69 day frames, 46 epochs),
+trained on train.txt (136 frames), best.pt selected on val.txt, scored on val
+(34 frames) split by name into val_day (18) and val_night (16). The EO teacher
+trains and is selected on day frames only (teacher.data.only=day). Setting
+``tune`` (``--settings tune``) trains on train minus every 5th frame and
+selects and scores on that hold-out: candidate configurations are compared
+there, never on val. Time, measured on this machine's 2 cores with two study
+processes sharing them (OMP_NUM_THREADS=1 each): EO teacher 97-140 s, IR
+baseline 107 s, CSK-Net 369 s per run, evaluation 2-5 s; the whole 9-variant
+x 3-seed table is therefore ~27 runs, about 2 x 21 min of baselines and teachers
+plus 18 x 6.2 min of CSK-Net runs spread over two processes: about 65 min wall
+(seeds split as ``--seeds 0,1`` and ``--seeds 2,`` over one --out; the results
+file is shared under a lock).
+
 Usage:
   python benchmarks/quality.py                 # the full study (~43 min on 2 idle CPU cores)
+  python benchmarks/quality.py --dataset mfnet # the real-data study (see above; ~65 min on 2 cores)
+  python benchmarks/quality.py --dataset mfnet --settings tune --out DIR loss.kd_logit_ir_only=0.1  # a candidate
   python benchmarks/quality.py --seeds 5       # seeds 0..4: extends a finished 3-seed study (0-2 are skipped)
   python benchmarks/quality.py --quick         # tiny smoke setting (seconds), out: benchmarks/results/quality_quick
   python benchmarks/quality.py --variants ir_baseline,csk_full --settings full
