@@ -6,7 +6,6 @@ RTFNet-layout tree (never ../shared)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
