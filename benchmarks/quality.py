@@ -172,7 +172,7 @@ MFNET_SETTINGS = {
     "full": ((), tuple(VARIANTS)),
     "tune": (("train.eval_split=holdout", "train.holdout_stride=5"), ("eo_teacher", "ir_baseline", "csk_full")),
 }
-MFNET_QUICK_OVERRIDES = ("data.eval_size=[48,64]", "data.augment.crop=[32,48]", "model.width=8",
+MFNET_QUICK_OVERRIDES = ("train.num_workers=0", "data.eval_size=[48,64]", "data.augment.crop=[32,48]", "model.width=8",
                          "model.aspp_channels=16", "train.batch_size=2", "train.eval_every=2",
                          "loss.contrastive_samples=32", "data.cache=false")
 
@@ -261,9 +261,7 @@ def plan_runs(seeds, settings, variants, out: Path, quick: bool, extra: list[str
     runs = []
     preset = STUDIES[study]
     steps, teacher_steps = study_steps(quick, steps, teacher_steps, preset)
-    common = list(preset.overrides) + list(preset.quick_overrides if quick else ())
-    if preset.name == "synthetic" and quick:
-        common = list(QUICK_OVERRIDES)  # replaces the study's scene counts
+    common = list(preset.quick_overrides if quick else preset.overrides)  # quick replaces the study's own
     for seed in seeds:
         for setting in settings:
             setting_overrides, allowed = preset.settings[setting]
