@@ -134,6 +134,27 @@ VARIANTS = {
                              ("loss.kd_feature_ir_only=0", "loss.kd_logit_ir_only=0"), ("fused", "ir_only"),
                              teacher=True),
 }
+# The recorded sweep of the real-data study (item 3 of the MFNet issue): CSK-Net
+# candidates trained in setting "tune" only (train minus every 5th frame,
+# selected and scored on that hold-out, never on val). Every candidate tried is
+# here, so its score is in runs.json beside the default's; the chosen one
+# becomes mfnet_cpu.yaml and the full table is rerun with it.
+SWEEP = {
+    "sweep_ir_kd_quarter": Variant("CSK-Net, IR-only KD weights x0.25", "csk",
+                                   ("loss.kd_feature_ir_only=0.25", "loss.kd_logit_ir_only=0.125"),
+                                   ("fused", "ir_only"), teacher=True),
+    "sweep_kd_conf_0.9": Variant("CSK-Net, kd_confidence 0.9", "csk", ("loss.kd_confidence=0.9",),
+                                 ("fused", "ir_only"), teacher=True),
+    "sweep_kd_conf_0.5": Variant("CSK-Net, kd_confidence 0.5", "csk", ("loss.kd_confidence=0.5",),
+                                 ("fused", "ir_only"), teacher=True),
+    "sweep_ir_jitter": Variant("CSK-Net, IR gain 0.2 / offset 10 jitter", "csk",
+                               ("data.augment.ir_jitter={gain: 0.2, offset: 10}",), ("fused", "ir_only"),
+                               teacher=True),
+    "sweep_ir_jitter_baseline": Variant("IR-only DeepLabV3, IR gain 0.2 / offset 10 jitter", "baseline",
+                                        ("model.arch=deeplabv3", "model.modality=ir",
+                                         "data.augment.ir_jitter={gain: 0.2, offset: 10}"), ("ir_only",)),
+}
+VARIANTS.update(SWEEP)
 # Loss keys that start with kd_ but configure KD rather than weigh a term.
 KD_SETTINGS = ("temperature", "confidence", "threshold")
 
@@ -150,7 +171,7 @@ def kd_off_overrides() -> tuple[str, ...]:
 
 # setting: (overrides, variants run in it)
 SETTINGS = {
-    "full": ((), tuple(VARIANTS)),
+    "full": ((), tuple(v for v in VARIANTS if v not in SWEEP)),
     "low_data": (("data.num_train=128",), ("eo_teacher", "ir_baseline", "csk_full")),
 }
 STEPS, TEACHER_STEPS = 384, 576
@@ -169,8 +190,9 @@ QUICK_SETTING_OVERRIDES = {"low_data": ("data.num_train=8",)}
 # hold-out, so configurations are compared without looking at val.
 MFNET_CONFIG = REPO / "training" / "configs" / "mfnet_cpu.yaml"
 MFNET_SETTINGS = {
-    "full": ((), tuple(VARIANTS)),
-    "tune": (("train.eval_split=holdout", "train.holdout_stride=5"), ("eo_teacher", "ir_baseline", "csk_full")),
+    "full": ((), tuple(v for v in VARIANTS if v not in SWEEP)),
+    "tune": (("train.eval_split=holdout", "train.holdout_stride=5"),
+             ("eo_teacher", "ir_baseline", "csk_full", "no_ir_only_kd") + tuple(SWEEP)),
 }
 MFNET_QUICK_OVERRIDES = ("train.num_workers=0", "data.eval_size=[48,64]", "data.augment.crop=[32,48]", "model.width=8",
                          "model.aspp_channels=16", "train.batch_size=2", "train.eval_every=2",
