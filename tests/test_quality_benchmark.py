@@ -80,7 +80,8 @@ def test_a_changed_configuration_is_not_skipped(tmp_path):
 def test_plan_covers_the_study():
     runs = quality.plan_runs(quality.parse_seeds("3"), list(quality.SETTINGS), list(quality.VARIANTS),
                              quality.RESULTS, False, [])
-    assert len(runs) == 3 * (len(quality.VARIANTS) + 3)
+    assert len(runs) == 3 * (9 + 3)  # the nine study variants and the low-data three; no sweep candidate
+    assert not {r.variant for r in runs} & set(quality.SWEEP)
     assert {r.seed for r in runs} == {0, 1, 2}
     low = [r for r in runs if r.setting == "low_data"]
     assert {r.variant for r in low} == {"eo_teacher", "ir_baseline", "csk_full"}
@@ -90,6 +91,18 @@ def test_plan_covers_the_study():
         if quality.VARIANTS[run.variant].teacher:
             teacher_index = next(i for i, r in enumerate(runs) if r.key == run.teacher_key)
             assert teacher_index < runs.index(run)
+
+
+def test_the_real_data_sweep_runs_only_in_the_tune_setting():
+    """Candidates are compared on the train hold-out, never on val: none of them is planned in 'full'."""
+    runs = quality.plan_runs([0], ["full", "tune"], list(quality.VARIANTS), quality.RESULTS, False, [],
+                             study="mfnet")
+    full = {r.variant for r in runs if r.setting == "full"}
+    tune = [r for r in runs if r.setting == "tune"]
+    assert len(full) == 9 and not full & set(quality.SWEEP)
+    assert set(quality.SWEEP) <= {r.variant for r in tune}
+    assert all("train.eval_split=holdout" in r.overrides for r in tune)
+    assert not any("train.eval_split=holdout" in r.overrides for r in runs if r.setting == "full")
 
 
 def test_no_kd_turns_off_every_distillation_term_and_trains_without_a_teacher(tmp_path):
