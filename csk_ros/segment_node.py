@@ -1,5 +1,10 @@
 """ROS 2 node: EO+IR segmentation with IR-only fallback (DESIGN contracts 4, 5).
 
+The per-frame rules (decoding, EO health, pairing, loss, inference with
+fallback, ~/mode, /diagnostics values) live in the ROS-free
+`csk_ros.pipeline.SegmentationPipeline`, which `python -m csk_ros.bag` drives
+too; this module is the wiring around it.
+
 Run: `ros2 launch csk_ros segment.launch.py` or, without `launch`,
 `python -m csk_ros.segment_node --ros-args --params-file config/segment.yaml`.
 
@@ -15,15 +20,11 @@ IR frame's header.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -35,36 +36,21 @@ from std_msgs.msg import String
 
 from .backends import load_bundle
 from .bundle import BundleError
-from .compressed import compressed_to_ir8, compressed_to_rgb8
-from .frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
-from .health import EoHealthMonitor
-from .image_conversion import ImageDecodeError, array_to_image, to_ir8, to_rgb8
-from .labels import apply_confidence_policy, class_list_json, label_info_message, load_label_info_types
-from .meters import RateMeter, percentiles
-from .mode_report import ModeAnnouncer
+from .image_conversion import ImageDecodeError, array_to_image
+from .labels import class_list_json, label_info_message, load_label_info_types
 from .node_config import PARAMS, NodeConfig, build_config
-from .node_status import StatusInputs, assess, lossy
-from .pairing import EoBuffer, PairDecision, PairStatus, decide_pairing, stamp_seconds
+from .pairing import PairStatus, stamp_seconds
+from .pipeline import FrameResult, IrJob, SegmentationPipeline
 from .points_output import PointsOutput
-from .stream_loss import StreamLossEstimator
 
 ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service"}
-UNPAIRED_WARN_FRACTION = 0.2  # diagnostics WARN when this share of recent masks lacked an EO partner
 HEALTH_WATCH_PERIOD_S = 0.05  # how often the alarms are checked, so an error is published at once
 ALARM_REPUBLISH_S = 0.2  # the fastest an alarm change re-publishes /diagnostics
 
 
-@dataclass
-class IrJob:
-    header: object
-    ir: np.ndarray
-    stamp: float
-    arrival_ros: float
-    arrival_wall: float
-    decode_ms: float
-
-
 class SegmentNode(Node):
+    """The wiring around `SegmentationPipeline`: parameters, subscriptions, publishers, timers, the worker."""
+
     def __init__(self, **node_kwargs):
         super().__init__("segment_node", **node_kwargs)
         self.config = self._load_config()
@@ -72,38 +58,29 @@ class SegmentNode(Node):
         self.segmenter = load_bundle(cfg.model_dir, backend=cfg.backend, rebuild=cfg.rebuild_engines,
                                      intra_op_threads=cfg.ort_threads, log=self.get_logger().warning,
                                      ort_spinning=cfg.ort_spinning, precision=cfg.precision)
-        bundle = self.segmenter.bundle
-        self.thermal_rule = cfg.thermal_rule(bundle.thermal_scaling)
-        self.preparer = InputPreparer(bundle.height, bundle.width, cfg.homography)
-        self.lut = palette_lut(bundle.palette)
-        self.health = EoHealthMonitor(cfg.health)
-        # One tolerance for "the clock jumped back" everywhere (node, monitor, buffer).
-        self.clock_jump_s = cfg.health.clock_jump_tolerance_s
-        self.eo_buffer: EoBuffer = EoBuffer(max_len=30, jump_back_s=self.clock_jump_s)
-        self.recent_unpaired: deque[bool] = deque(maxlen=100)
-        self.eo_loss = StreamLossEstimator(max_gap_s=cfg.health.eo_timeout_s)
-        self.ir_loss = StreamLossEstimator(max_gap_s=cfg.health.ir_timeout_s)
-        self.announcer = ModeAnnouncer(cfg.health.stale_periods)
-
+        self.core = SegmentationPipeline(cfg, self.segmenter,
+                                         log=lambda m: self.get_logger().warning(m, throttle_duration_sec=5.0))
         self.lock = threading.Condition()
         self.pending: IrJob | None = None
         self.running = True
-        self.rejected: Counter = Counter()
-        self.counts: Counter = Counter()
-        self.eo_rate, self.ir_rate, self.mask_rate = RateMeter(), RateMeter(), RateMeter()
-        self.latency_ms: deque[float] = deque(maxlen=300)
-        self.latency_ms_by_mode = {"fused": deque(maxlen=300), "ir_only": deque(maxlen=300)}
-        self.overhead_ms: deque[float] = deque(maxlen=300)
-        self.decode_ms = {"eo": deque(maxlen=300), "ir": deque(maxlen=300)}
-        self.last_ros_now: float | None = None
-        self.last_ir_rejection_wall = -1e9
-        self.alarms_published: tuple | None = None  # _alarms() of the last /diagnostics
         self.last_diag_wall = 0.0
+        self._create_publishers()
+        self._create_subscriptions()
+        self.create_timer(cfg.diagnostics_period_s, self._on_diagnostics)
+        self.create_timer(min(HEALTH_WATCH_PERIOD_S, cfg.diagnostics_period_s), self._watch_errors)
+        self.worker = threading.Thread(target=self._work, name="csk_inference", daemon=True)
+        self.worker.start()
+        with self.lock:
+            self._publish_mode(self.core.startup_announcement(self._ros_now()))
+        bundle, info = self.segmenter.bundle, self.segmenter.info
+        self.get_logger().info(
+            f"loaded bundle {bundle.root} ({bundle.height}x{bundle.width}, graphs {sorted(bundle.graphs)}) on "
+            f"{self.segmenter.backend_name} {info.get('providers', '')}; subscribed to "
+            f"{self.input_topics['eo']} ({cfg.eo_transport}) and {self.input_topics['ir']} ({cfg.ir_transport}), "
+            f"qos {cfg.qos}" + (f"; ~/points from {self.input_topics['depth']} and {self.input_topics['camera_info']}"
+                                if self.points is not None else ""))
 
-        # sensor_data = REP-2003 sensor subscription: best effort, keep last `qos_depth`.
-        input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos_depth,
-                               reliability=ReliabilityPolicy.BEST_EFFORT if cfg.qos == "sensor_data"
-                               else ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    def _create_publishers(self) -> None:
         out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_mask = self.create_publisher(Image, "~/mask", out_qos)
         self.pub_conf = self.create_publisher(Image, "~/confidence", out_qos)
@@ -114,6 +91,15 @@ class SegmentNode(Node):
         self.pub_mode = self.create_publisher(String, "~/mode", latched)
         self._publish_labels(latched)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self.config.publish_points:
+            self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
+
+    def _create_subscriptions(self) -> None:
+        cfg = self.config
+        # sensor_data = REP-2003 sensor subscription: best effort, keep last `qos_depth`.
+        input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos_depth,
+                               reliability=ReliabilityPolicy.BEST_EFFORT if cfg.qos == "sensor_data"
+                               else ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
         self.input_topics = {}
         streams = (("eo", cfg.eo_transport, self._on_eo), ("ir", cfg.ir_transport, self._on_ir))
         for stream, transport, callback in streams:
@@ -127,26 +113,13 @@ class SegmentNode(Node):
             self.create_subscription(msg_type, topic, callback, input_qos)
         self.points: PointsOutput | None = None
         if cfg.publish_points:  # without it: no depth subscription, no per-frame cost
-            self.points = PointsOutput(cfg.depth_min_m, cfg.depth_max_m, cfg.sync_slop_s, self.clock_jump_s,
-                                       self.lock, self.rejected, self.counts, self.get_logger())
-            self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
+            self.points = PointsOutput(cfg.depth_min_m, cfg.depth_max_m, cfg.sync_slop_s, self.core.clock_jump_s,
+                                       self.lock, self.core.rejected, self.core.counts, self.get_logger())
             self.input_topics["depth"] = self.resolve_topic_name("depth/image")
             self.input_topics["camera_info"] = self.resolve_topic_name("ir/camera_info")
             self.create_subscription(Image, self.input_topics["depth"], self.points.on_depth, input_qos)
             self.create_subscription(CameraInfo, self.input_topics["camera_info"], self.points.on_camera_info,
                                      input_qos)
-        self.create_timer(cfg.diagnostics_period_s, self._on_diagnostics)
-        self.create_timer(min(HEALTH_WATCH_PERIOD_S, cfg.diagnostics_period_s), self._watch_errors)
-        self.worker = threading.Thread(target=self._work, name="csk_inference", daemon=True)
-        self.worker.start()
-        self._publish_mode(self.announcer.decision("no_input", "startup", self._ros_now()))
-        info = self.segmenter.info
-        self.get_logger().info(
-            f"loaded bundle {bundle.root} ({bundle.height}x{bundle.width}, graphs {sorted(bundle.graphs)}) on "
-            f"{self.segmenter.backend_name} {info.get('providers', '')}; subscribed to "
-            f"{self.input_topics['eo']} ({cfg.eo_transport}) and {self.input_topics['ir']} ({cfg.ir_transport}), "
-            f"qos {cfg.qos}" + (f"; ~/points from {self.input_topics['depth']} and {self.input_topics['camera_info']}"
-                                if self.points is not None else ""))
 
     # ------------------------------------------------------------ parameters
     def _load_config(self) -> NodeConfig:
@@ -182,76 +155,44 @@ class SegmentNode(Node):
     def _ros_now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _check_clock_jump(self, now: float) -> None:
-        """Bag loop / sim reset: drop every time-keyed buffer instead of wedging on old stamps."""
-        if self.last_ros_now is not None and now < self.last_ros_now - self.clock_jump_s:
-            self.get_logger().warning(f"clock jumped back {self.last_ros_now - now:.2f} s: resetting buffers")
-            self.health.reset()
-            self.eo_buffer.clear()
-            if self.points is not None:
-                self.points.reset()
-            self.pending = None
-            self.announcer.restart_timeline()
-            self.counts["clock_resets"] += 1
-        self.last_ros_now = now
+    def _clock_reset(self) -> None:
+        """The core reset its time-keyed buffers (clock jumped back): drop what the node holds too."""
+        if self.points is not None:
+            self.points.reset()
+        self.pending = None
 
     # ------------------------------------------------------------- callbacks
-    def _decode(self, stream: str, msg):
-        """Decode one message of `stream`; the time it took is recorded per stream."""
-        t0 = time.monotonic()
-        compressed = isinstance(msg, CompressedImage)
-        if stream == "eo":
-            image = compressed_to_rgb8(msg) if compressed else to_rgb8(msg)
-        else:
-            image = compressed_to_ir8(msg, self.thermal_rule) if compressed else to_ir8(msg, self.thermal_rule)
-        elapsed_ms = (time.monotonic() - t0) * 1e3
-        return image, elapsed_ms
-
-    def _observe_stamp(self, estimator: StreamLossEstimator, msg) -> None:
-        """Every message that arrived counts for transport loss, decodable or not. Call with the lock held."""
-        estimator.observe(stamp_seconds(msg.header.stamp))
-        self.health.set_periods(self.eo_loss.period(), self.ir_loss.period())
-
     def _on_eo(self, msg) -> None:
         now, wall = self._ros_now(), time.monotonic()
-        self.eo_rate.tick(wall)
+        self.core.arrived("eo", wall)
         try:
-            rgb, decode_ms = self._decode("eo", msg)
+            rgb, decode_ms = self.core.decode("eo", msg)
         except ImageDecodeError as exc:
             with self.lock:
-                self._observe_stamp(self.eo_loss, msg)
-                self.rejected[f"eo_{exc.reason}"] += 1
-                self.health.observe_eo_invalid(now, exc.reason)
+                self.core.eo_rejected(msg.header, now, exc)
             self._log_rejection("EO", exc)
             return
         with self.lock:
-            self._check_clock_jump(now)
-            self._observe_stamp(self.eo_loss, msg)
-            self.decode_ms["eo"].append(decode_ms)
-            self.health.observe_eo(now, rgb)
-            self.eo_buffer.add(stamp_seconds(msg.header.stamp), rgb)
+            if self.core.eo_frame(msg.header, rgb, now, decode_ms):
+                self._clock_reset()
             self.lock.notify_all()
 
     def _on_ir(self, msg) -> None:
         now, wall = self._ros_now(), time.monotonic()
-        self.ir_rate.tick(wall)
+        self.core.arrived("ir", wall)
         try:
-            ir, decode_ms = self._decode("ir", msg)
+            ir, decode_ms = self.core.decode("ir", msg)
         except ImageDecodeError as exc:
             with self.lock:
-                self._observe_stamp(self.ir_loss, msg)
-                self.rejected[f"ir_{exc.reason}"] += 1
-                self.last_ir_rejection_wall = wall
+                self.core.ir_rejected(msg.header, wall, exc)
             self._log_rejection("IR", exc)
             return
         job = IrJob(msg.header, ir, stamp_seconds(msg.header.stamp), now, wall, (time.monotonic() - wall) * 1e3)
         with self.lock:
-            self._check_clock_jump(now)
-            self._observe_stamp(self.ir_loss, msg)
-            self.decode_ms["ir"].append(decode_ms)
-            self.health.observe_ir(now)
+            if self.core.ir_frame(job, decode_ms):
+                self._clock_reset()
             if self.pending is not None:
-                self.counts["ir_dropped"] += 1  # backend slower than the camera: keep only the freshest
+                self.core.counts["ir_dropped"] += 1  # backend slower than the camera: keep only the freshest
             self.pending = job
             self.lock.notify_all()
 
@@ -287,19 +228,16 @@ class SegmentNode(Node):
                 return None
             job, self.pending = self.pending, None
             slop = self.config.sync_slop_s
-            if self.health.decide(self._ros_now()).mode != "fused":
-                # EO is given up (stale, dark, ...): waiting for a partner would only delay the IR-only mask.
-                pairing = PairDecision(PairStatus.NO_PARTNER)
-            else:
-                while True:
-                    wall = time.monotonic()
-                    if self.pending is not None:  # a newer IR frame waits: settle for the best partner now
-                        wall = max(wall, job.arrival_wall + slop)
-                    pairing = decide_pairing(job.stamp, job.arrival_wall, wall, self.eo_buffer, slop)
-                    if pairing.status is not PairStatus.WAIT or not self.running:
-                        break
-                    self.lock.wait(max(0.0, pairing.wait_until_s - wall))
-            decision = self.health.decide(self._ros_now())
+            mode = self.core.decide(self._ros_now()).mode
+            while True:
+                wall = time.monotonic()
+                if self.pending is not None:  # a newer IR frame waits: settle for the best partner now
+                    wall = max(wall, job.arrival_wall + slop)
+                pairing = self.core.pairing(job, wall, mode)
+                if pairing.status is not PairStatus.WAIT or not self.running:
+                    break
+                self.lock.wait(max(0.0, pairing.wait_until_s - wall))
+            decision = self.core.decide(self._ros_now())
         return job, pairing, decision
 
     def _work(self) -> None:
@@ -313,157 +251,61 @@ class SegmentNode(Node):
                 if not self.running or not self.context.ok():
                     return  # shutting down: the context went away under a publish; not an inference error
                 with self.lock:
-                    self.counts["inference_errors"] += 1
+                    self.core.counts["inference_errors"] += 1
                 self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=5.0)
 
     def _process(self, job: IrJob, pairing, decision) -> None:
-        t0 = time.monotonic()
-        mode, reason = decision.mode, decision.reason
-        eo = None
-        if mode == "fused":
-            if pairing.status is PairStatus.MATCHED and self.segmenter.has_fused:
-                try:
-                    eo = self.preparer.eo(pairing.eo_item, job.ir.shape[:2])
-                except ValueError as exc:
-                    with self.lock:
-                        self.rejected["eo_size_mismatch"] += 1
-                    self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
-                    mode, reason = "ir_only", "eo_size_mismatch"
-            else:
-                mode, reason = "ir_only", ("eo_unpaired" if self.segmenter.has_fused else "no_fused_graph")
-        elif mode == "no_input":  # IR just arrived, so the monitor is only catching up
-            mode, reason = "ir_only", "ir_catching_up"
-        ir = self.preparer.ir(job.ir)
-        t1 = time.monotonic()
-        mask, conf = self.segmenter.fused(eo, ir) if mode == "fused" else self.segmenter.ir_only(ir)
+        result = self.core.infer(job, pairing, decision)
         t2 = time.monotonic()
-        if self.config.output_size == "ir":
-            mask, conf = resize_nearest(mask, job.ir.shape[:2]), resize_nearest(conf, job.ir.shape[:2])
-        mask = apply_confidence_policy(mask, conf, self.config.confidence_threshold,
-                                       self.config.low_confidence_policy)
-        self.pub_mask.publish(array_to_image(mask, "mono8", job.header))
-        self.pub_conf.publish(array_to_image(conf, "mono8", job.header))
-        want_colored = self.pub_colored.get_subscription_count() > 0
-        want_overlay = self.pub_overlay.get_subscription_count() > 0
-        if want_colored or want_overlay:
-            colored = colorize(mask, self.lut)
-            if want_colored:
-                self.pub_colored.publish(array_to_image(colored, "bgr8", job.header))
-            if want_overlay:
-                base = resize_nearest(job.ir, mask.shape[:2])
-                self.pub_overlay.publish(array_to_image(overlay(base, colored, self.config.overlay_alpha), "bgr8",
-                                                        job.header))
+        self.pub_mask.publish(array_to_image(result.mask, "mono8", job.header))
+        self.pub_conf.publish(array_to_image(result.confidence, "mono8", job.header))
+        self._publish_renderings(result)
         depth_wait_s = 0.0
         if self.points is not None:
-            cloud, depth_wait_s = self.points.cloud_for(job.stamp, job.arrival_wall, mask, conf, job.header,
-                                                        lambda: self.running and self.pending is None)
+            cloud, depth_wait_s = self.points.cloud_for(job.stamp, job.arrival_wall, result.mask, result.confidence,
+                                                        job.header, lambda: self.running and self.pending is None)
             if cloud is not None:
                 self.pub_points.publish(cloud)
         t3 = time.monotonic() - depth_wait_s
         with self.lock:
-            self.counts[f"masks_{mode}"] += 1
-            self.latency_ms.append((t2 - t1) * 1e3)
-            self.latency_ms_by_mode[mode].append((t2 - t1) * 1e3)
-            self.overhead_ms.append(job.decode_ms + (t1 - t0 + t3 - t2) * 1e3)
-            self.mask_rate.tick(t3)
-            if decision.mode == "fused":
-                self.recent_unpaired.append(mode != "fused")
-            if (mode, reason) != (decision.mode, decision.reason):
-                self.counts[f"frames_{reason}"] += 1  # a per-frame fallback (see csk_ros/mode_report.py)
-            self._publish_mode(self.announcer.frame((mode, reason), (decision.mode, decision.reason),
-                                                    decision.since_s, job.arrival_ros,
-                                                    self.health.stale_limit("eo")))
+            self._publish_mode(self.core.record(result, t3, (t3 - t2) * 1e3))
+
+    def _publish_renderings(self, result: FrameResult) -> None:
+        """~/colored_mask and ~/overlay, rendered only while someone listens."""
+        want_colored = self.pub_colored.get_subscription_count() > 0
+        want_overlay = self.pub_overlay.get_subscription_count() > 0
+        if want_colored or want_overlay:
+            colored = self.core.colored(result)
+            if want_colored:
+                self.pub_colored.publish(array_to_image(colored, "bgr8", result.job.header))
+            if want_overlay:
+                self.pub_overlay.publish(array_to_image(self.core.overlay(result, colored), "bgr8",
+                                                        result.job.header))
 
     # ------------------------------------------------------------ mode/diag
     def _publish_mode(self, announcement) -> None:
         if announcement is None:
             return
-        self.counts[f"switches_to_{announcement.mode}"] += 1
-        payload = {"mode": announcement.mode, "reason": announcement.reason, "since": round(announcement.since, 6),
-                   "backend": self.segmenter.backend_name}
-        self.pub_mode.publish(String(data=json.dumps(payload)))
+        self.pub_mode.publish(String(data=self.core.mode_json(announcement)))
         self.get_logger().info(f"mode -> {announcement.mode} ({announcement.reason})")
-
-    def _running_precision(self) -> str:
-        """What the backend runs (TensorRT: per graph, e.g. an fp16 engine for a graph without int8), not
-        what was asked for."""
-        running = self.segmenter.info.get("precision", self.config.precision)
-        return running if isinstance(running, str) else json.dumps(running, sort_keys=True)
-
-    def _alarms(self, health_mode: str, eo, ir) -> tuple[bool, bool, bool]:
-        """(IR stale, EO loss above the WARN level, IR loss above it) from a decision and two LossReports."""
-        limit = self.config.loss_warn_fraction
-        return (health_mode == "no_input", lossy(eo.loss_fraction, eo.lost, limit),
-                lossy(ir.loss_fraction, ir.lost, limit))
 
     def _watch_errors(self) -> None:
         """Publish /diagnostics at once when an alarm (IR stale, transport loss) starts or ends, not at the next
         tick; at most every ALARM_REPUBLISH_S so a loss fraction hovering at the limit cannot flood the topic."""
         with self.lock:
-            alarms = self._alarms(self.health.decide(self._ros_now()).mode, self.eo_loss.report(),
-                                  self.ir_loss.report())
-        if alarms != self.alarms_published and time.monotonic() - self.last_diag_wall >= ALARM_REPUBLISH_S:
+            alarms = self.core.alarms(self._ros_now())
+        if alarms != self.core.alarms_published and time.monotonic() - self.last_diag_wall >= ALARM_REPUBLISH_S:
             self._on_diagnostics()
 
     def _on_diagnostics(self) -> None:
         now_ros, wall = self._ros_now(), time.monotonic()
         cfg = self.config
+        context = {"label_info": self.label_info_status, "publish_points": str(cfg.publish_points).lower()}
         with self.lock:
-            decision = self.health.decide(now_ros)
-            if decision.mode == "no_input":
-                self._publish_mode(self.announcer.decision("no_input", decision.reason, decision.since_s))
-            ir_age = self.ir_rate.age(wall)
-            ir_limit = self.health.stale_limit("ir")
-            ir_rejected = ", ".join(k[3:] for k in sorted(self.rejected) if k.startswith("ir_") and
-                                    self.last_ir_rejection_wall > wall - ir_limit)
-            unpaired = (sum(self.recent_unpaired) / len(self.recent_unpaired)) if self.recent_unpaired else 0.0
-            ir_dead = decision.mode == "no_input" or ir_age is None or ir_age > ir_limit
-            mode, reason = self.announcer.state
-            loss = {"eo": self.eo_loss.report(), "ir": self.ir_loss.report()}
-            lat50, lat95 = percentiles(self.latency_ms)
-            ovh50, ovh95 = percentiles(self.overhead_ms)
-            values = {
-                "mode": mode, "reason": reason, "health_mode": decision.mode, "health_reason": decision.reason,
-                "mode_since": f"{self.announcer.since:.3f}",
-                "eo_rate_hz": f"{self.eo_rate.rate(wall):.2f}", "ir_rate_hz": f"{self.ir_rate.rate(wall):.2f}",
-                "mask_rate_hz": f"{self.mask_rate.rate(wall):.2f}",
-                "eo_age_s": "never" if self.eo_rate.age(wall) is None else f"{self.eo_rate.age(wall):.3f}",
-                "ir_age_s": "never" if ir_age is None else f"{ir_age:.3f}",
-                "inference_ms_p50": f"{lat50:.2f}", "inference_ms_p95": f"{lat95:.2f}",
-                "overhead_ms_p50": f"{ovh50:.3f}", "overhead_ms_p95": f"{ovh95:.3f}",
-                "backend": self.segmenter.backend_name, "precision": self._running_precision(),
-                "bundle": str(self.segmenter.bundle.root),
-                "backend_info": json.dumps(self.segmenter.info, default=str),
-                "eo_received": str(self.eo_rate.count), "ir_received": str(self.ir_rate.count),
-                "eo_transport": cfg.eo_transport, "ir_transport": cfg.ir_transport,
-                "rejected_total": str(sum(self.rejected.values())),
-                "unpaired_fraction_recent": f"{unpaired:.3f}",
-                "label_info": self.label_info_status, "publish_points": str(cfg.publish_points).lower(),
-            }
-            for which, samples in self.latency_ms_by_mode.items():
-                m50, m95 = percentiles(samples)
-                values.update({f"inference_{which}_ms_p50": f"{m50:.2f}", f"inference_{which}_ms_p95": f"{m95:.2f}"})
-            for stream, report in loss.items():
-                d50, d95 = percentiles(self.decode_ms[stream])
-                values.update({
-                    f"{stream}_loss_fraction": f"{report.loss_fraction:.4f}",
-                    f"{stream}_lost_total": str(report.total_lost),
-                    f"{stream}_period_ms": "unknown" if report.period_s is None else f"{1e3 * report.period_s:.2f}",
-                    f"{stream}_stale_limit_s": f"{self.health.stale_limit(stream):.3f}",
-                    f"{stream}_decode_ms_p50": f"{d50:.3f}", f"{stream}_decode_ms_p95": f"{d95:.3f}",
-                })
-            if self.points is not None:
-                values.update(self.points.diagnostics())
-            values.update({f"rejected_{k}": str(v) for k, v in sorted(self.rejected.items())})
-            values.update({k: str(v) for k, v in sorted(self.counts.items())})
-            self.alarms_published = self._alarms(decision.mode, loss["eo"], loss["ir"])
+            level, message, values, announcement = self.core.diagnostics(
+                now_ros, wall, context, self.points.diagnostics() if self.points is not None else None)
+            self._publish_mode(announcement)
             self.last_diag_wall = wall
-        level, message = assess(StatusInputs(
-            ir_dead=ir_dead, ir_dead_reason=decision.reason, ir_rejected_reasons=ir_rejected,
-            eo_loss=loss["eo"].loss_fraction, ir_loss=loss["ir"].loss_fraction,
-            eo_lost=loss["eo"].lost, ir_lost=loss["ir"].lost,
-            loss_warn_fraction=cfg.loss_warn_fraction, qos=cfg.qos, unpaired_fraction=unpaired,
-            unpaired_warn_fraction=UNPAIRED_WARN_FRACTION, mode=mode, reason=reason))
         status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",
                                   message=message, hardware_id=cfg.hardware_id,
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
