@@ -86,3 +86,13 @@ def test_colorize_and_overlay():
     assert colored[0, 0].tolist() == [0, 0, 255] and colored[0, 1].tolist() == [0, 255, 0]  # BGR
     blended = overlay(np.full((1, 2), 100, np.uint8), colored, 0.5)
     assert blended.shape == (1, 2, 3) and blended[0, 0, 2] == 178
+
+
+def test_colorize_is_the_palette_lookup_for_every_id_and_layout():
+    rng = np.random.default_rng(0)
+    lut = palette_lut(rng.integers(0, 256, (9, 3)))
+    mask = rng.integers(0, 256, (48, 64), dtype=np.uint8)  # ids past the palette are black
+    for m in (mask, mask[:, ::2], mask.T):  # strided views too
+        colored = colorize(m, lut)
+        assert colored.shape == m.shape + (3,) and np.array_equal(colored, lut[m])
+    assert not colorize(np.full((2, 2), 200, np.uint8), lut).any()

@@ -20,7 +20,7 @@ from ..image_conversion import ImageDecodeError
 from ..meters import percentiles
 from ..pairing import PairStatus, stamp_seconds
 from ..pipeline import IrJob, SegmentationPipeline
-from .bagio import COMPRESSED, IMAGE, MessageFactory, Topics
+from .bagio import IMAGE, Topics
 
 STRING = "std_msgs/msg/String"
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
