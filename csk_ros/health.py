@@ -43,21 +43,13 @@ from typing import Any
 
 import numpy as np
 
+from .modes import HEALTH_REASONS
+
 MODES = ("fused", "ir_only", "no_input")
 #: Float tolerance of the timeout boundaries: "stale at exactly eo_timeout_s"
 #: holds within 1 us (float seconds of an epoch time resolve ~0.24 us).
 TIME_EPS = 1e-6
-REASONS = (
-    "eo_healthy",
-    "eo_stale",
-    "eo_dark",
-    "eo_saturated",
-    "eo_frozen",
-    "eo_invalid",
-    "eo_recovering",
-    "ir_stale",
-    "startup",
-)
+REASONS = tuple(r.value for r in HEALTH_REASONS)  # the monitor's reasons; csk_ros/modes.py is their home
 
 
 @dataclass

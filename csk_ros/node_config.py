@@ -202,3 +202,27 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         depth_max_m=float(full["depth_max_m"]),
         thermal_override=thermal, health=health,
     )
+
+
+def parameter_table_markdown() -> str:
+    """The parameter table of docs/ros_interface.md, generated from PARAMS (a test keeps the two equal)."""
+    def allowed(spec: ParamSpec) -> str:
+        if spec.choices:
+            return " \\| ".join(f"`{c}`" for c in spec.choices)
+        if spec.min_value is not None:
+            return f"{spec.min_value:g} .. {spec.max_value:g}"
+        return ""
+
+    def default(spec: ParamSpec) -> str:
+        value = spec.default
+        if isinstance(value, bool):
+            return f"`{str(value).lower()}`"
+        return f"`{list(value)}`" if isinstance(value, (list, tuple)) else f"`{value!r}`" if value == "" else f"`{value}`"
+
+    rows = ["| parameter | default | allowed | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{s.name}` | {default(s)} | {allowed(s)} | {s.description.replace('|', '/')} |" for s in PARAMS]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python -m csk_ros.node_config: print the table (docs/ros_interface.md)
+    print(parameter_table_markdown(), end="")

@@ -29,6 +29,7 @@ from .image_conversion import ImageDecodeError, to_ir8, to_rgb8
 from .labels import apply_confidence_policy
 from .meters import RateMeter, percentiles
 from .mode_report import Announcement, ModeAnnouncer
+from .modes import Mode, Reason
 from .node_config import NodeConfig
 from .node_status import StatusInputs, assess, lossy
 from .pairing import EoBuffer, PairDecision, PairStatus, decide_pairing, stamp_seconds
@@ -91,7 +92,7 @@ class SegmentationPipeline:
         self.counts: Counter = Counter()
         self.eo_rate, self.ir_rate, self.mask_rate = RateMeter(), RateMeter(), RateMeter()
         self.latency_ms: deque[float] = deque(maxlen=300)
-        self.latency_ms_by_mode = {"fused": deque(maxlen=300), "ir_only": deque(maxlen=300)}
+        self.latency_ms_by_mode = {Mode.FUSED.value: deque(maxlen=300), Mode.IR_ONLY.value: deque(maxlen=300)}
         self.overhead_ms: deque[float] = deque(maxlen=300)
         self.decode_ms = {"eo": deque(maxlen=300), "ir": deque(maxlen=300)}
         self.last_ros_now: float | None = None
@@ -164,7 +165,7 @@ class SegmentationPipeline:
     def pairing(self, job: IrJob, wall: float, decision_mode: str) -> PairDecision:
         """MATCHED / WAIT / NO_PARTNER for `job` at `wall`. While the monitor has given EO up, waiting for a
         partner would only delay the IR-only mask: no partner at once."""
-        if decision_mode != "fused":
+        if decision_mode != Mode.FUSED:
             return PairDecision(PairStatus.NO_PARTNER)
         return decide_pairing(job.stamp, job.arrival_wall, wall, self.eo_buffer, self.config.sync_slop_s)
 
@@ -174,21 +175,22 @@ class SegmentationPipeline:
         t0 = time.monotonic()
         mode, reason = decision.mode, decision.reason
         eo = None
-        if mode == "fused":
+        if mode == Mode.FUSED:
             if pairing.status is PairStatus.MATCHED and self.segmenter.has_fused:
                 try:
                     eo = self.preparer.eo(pairing.eo_item, job.ir.shape[:2])
                 except ValueError as exc:
                     self.rejected["eo_size_mismatch"] += 1
                     self.log(str(exc))
-                    mode, reason = "ir_only", "eo_size_mismatch"
+                    mode, reason = Mode.IR_ONLY, Reason.EO_SIZE_MISMATCH
             else:
-                mode, reason = "ir_only", ("eo_unpaired" if self.segmenter.has_fused else "no_fused_graph")
-        elif mode == "no_input":  # IR just arrived, so the monitor is only catching up
-            mode, reason = "ir_only", "ir_catching_up"
+                mode, reason = Mode.IR_ONLY, (Reason.EO_UNPAIRED if self.segmenter.has_fused else
+                                              Reason.NO_FUSED_GRAPH)
+        elif mode == Mode.NO_INPUT:  # IR just arrived, so the monitor is only catching up
+            mode, reason = Mode.IR_ONLY, Reason.IR_CATCHING_UP
         ir = self.preparer.ir(job.ir)
         t1 = time.monotonic()
-        mask, conf = self.segmenter.fused(eo, ir) if mode == "fused" else self.segmenter.ir_only(ir)
+        mask, conf = self.segmenter.fused(eo, ir) if mode == Mode.FUSED else self.segmenter.ir_only(ir)
         t2 = time.monotonic()
         if self.config.output_size == "ir":
             mask, conf = resize_nearest(mask, job.ir.shape[:2]), resize_nearest(conf, job.ir.shape[:2])
@@ -215,8 +217,8 @@ class SegmentationPipeline:
         self.latency_ms_by_mode[mode].append(result.inference_ms)
         self.overhead_ms.append(result.job.decode_ms + result.overhead_ms + post_ms)
         self.mask_rate.tick(finished_wall)
-        if decision.mode == "fused":
-            self.recent_unpaired.append(mode != "fused")
+        if decision.mode == Mode.FUSED:
+            self.recent_unpaired.append(mode != Mode.FUSED)
         if (mode, reason) != (decision.mode, decision.reason):
             self.counts[f"frames_{reason}"] += 1  # a per-frame fallback (see csk_ros/mode_report.py)
         return self._counted(self.announcer.frame((mode, reason), (decision.mode, decision.reason),
@@ -225,7 +227,7 @@ class SegmentationPipeline:
 
     # ---------------------------------------------------------------- ~/mode and /diagnostics
     def startup_announcement(self, now_ros: float) -> Announcement | None:
-        return self._counted(self.announcer.decision("no_input", "startup", now_ros))
+        return self._counted(self.announcer.decision(Mode.NO_INPUT.value, Reason.STARTUP.value, now_ros))
 
     def _counted(self, announcement: Announcement | None) -> Announcement | None:
         if announcement is not None:
@@ -234,7 +236,8 @@ class SegmentationPipeline:
 
     def mode_json(self, announcement: Announcement) -> str:
         """The ~/mode payload of an announcement."""
-        return json.dumps({"mode": announcement.mode, "reason": announcement.reason,
+        # Mode(...) / Reason(...) raise on a string the Enums do not hold: nothing undocumented is published
+        return json.dumps({"mode": Mode(announcement.mode).value, "reason": Reason(announcement.reason).value,
                            "since": round(announcement.since, 6), "backend": self.segmenter.backend_name})
 
     def running_precision(self) -> str:
@@ -249,7 +252,7 @@ class SegmentationPipeline:
 
     def _alarms(self, health_mode: str, eo, ir) -> tuple[bool, bool, bool]:
         limit = self.config.loss_warn_fraction
-        return (health_mode == "no_input", lossy(eo.loss_fraction, eo.lost, limit),
+        return (health_mode == Mode.NO_INPUT, lossy(eo.loss_fraction, eo.lost, limit),
                 lossy(ir.loss_fraction, ir.lost, limit))
 
     def diagnostics(self, now_ros: float, wall: float, context: dict[str, str],
@@ -260,14 +263,15 @@ class SegmentationPipeline:
         cfg = self.config
         decision = self.health.decide(now_ros)
         announcement = None
-        if decision.mode == "no_input":
-            announcement = self._counted(self.announcer.decision("no_input", decision.reason, decision.since_s))
+        if decision.mode == Mode.NO_INPUT:
+            announcement = self._counted(self.announcer.decision(Mode.NO_INPUT.value, decision.reason,
+                                                                 decision.since_s))
         ir_age = self.ir_rate.age(wall)
         ir_limit = self.health.stale_limit("ir")
         ir_rejected = ", ".join(k[3:] for k in sorted(self.rejected) if k.startswith("ir_") and
                                 self.last_ir_rejection_wall > wall - ir_limit)
         unpaired = (sum(self.recent_unpaired) / len(self.recent_unpaired)) if self.recent_unpaired else 0.0
-        ir_dead = decision.mode == "no_input" or ir_age is None or ir_age > ir_limit
+        ir_dead = decision.mode == Mode.NO_INPUT or ir_age is None or ir_age > ir_limit
         mode, reason = self.announcer.state
         loss = {"eo": self.eo_loss.report(), "ir": self.ir_loss.report()}
         lat50, lat95 = percentiles(self.latency_ms)
