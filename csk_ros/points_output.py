@@ -22,9 +22,7 @@ import numpy as np
 from .image_conversion import ImageDecodeError, image_to_array
 from .meters import percentiles
 from .pairing import EoBuffer, PairStatus, decide_pairing, stamp_seconds
-from .semantic_cloud import DEPTH_ENCODINGS, CloudMessage, DepthError, Intrinsics, SemanticCloudBuilder, \
-    depth_in_metres
-
+from .semantic_cloud import DEPTH_ENCODINGS, CloudMessage, DepthError, Intrinsics, SemanticCloudBuilder, depth_in_metres
 
 DEPTH_QUIET_S = 0.5  # no depth frame for this long: stop waiting for one (the masks must not slow down)
 DEPTH_BUFFER_FRAMES = 90  # depth is looked up after inference: ~1 s at 90 Hz, 3 s at 30 Hz, of 0.6 MB views

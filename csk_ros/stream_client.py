@@ -130,8 +130,9 @@ class Driver:
     # ------------------------------------------------------------ publishing
     @staticmethod
     def image(array: np.ndarray, encoding: str, stamp: float, frame_id: str):
-        from csk_ros.image_conversion import array_to_image
         from std_msgs.msg import Header
+
+        from csk_ros.image_conversion import array_to_image
 
         header = Header(frame_id=frame_id)
         header.stamp.sec = int(stamp)

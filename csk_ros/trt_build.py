@@ -48,8 +48,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import (GRAPH_INPUTS, GRAPH_OUTPUTS, MANIFEST, PRECISIONS, Bundle, BundleError, EngineRecord,
-                     atomic_write_bytes, engine_problems, load_manifest, sha256_of, write_manifest)
+from .bundle import (
+    GRAPH_INPUTS,
+    GRAPH_OUTPUTS,
+    MANIFEST,
+    PRECISIONS,
+    Bundle,
+    BundleError,
+    EngineRecord,
+    atomic_write_bytes,
+    engine_problems,
+    load_manifest,
+    sha256_of,
+    write_manifest,
+)
 
 # cuda-python for each CUDA major version: cuda-python (cuda-bindings) 13 needs a driver >= 580 and
 # dropped `cuda.cudart`, so CUDA 12 machines (JetPack 6.x: CUDA 12.6) must stay on 12.x.

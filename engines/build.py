@@ -20,7 +20,7 @@ real EO/IR images (--calib-images) with TensorRT's entropy calibrator; the
 cache (default: in the bundle, named after the ONNX hash) makes later builds
 skip calibration.
 
-The former `--via torch-tensorrt` route is gone (the README says why): it
+The former `--via torch-tensorrt` route is gone (docs/jetson.md says why): it
 compiled the checkpoint rather than the bundle's verified ONNX, released
 Torch-TensorRT names the outputs output0/output1 (the runtime binds mask /
 confidence by name) and 2.13 removed `enabled_precisions`, so its "fp16"

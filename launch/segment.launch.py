@@ -3,23 +3,29 @@
 [publish_points:=true] [depth_topic:=TOPIC] [ir_camera_info_topic:=TOPIC]
 
 publish_points / depth_topic / ir_camera_info_topic: the semantic cloud ~/points
-for Nav2 from a depth image registered to the IR camera (README, "Feeding Nav2").
+for Nav2 from a depth image registered to the IR camera (docs/nav2.md).
 
 dds_profile: the Fast DDS profile set (SetEnvironmentVariable) for the node and
 for every process this launch starts after it. auto = a profile you already
 set in FASTDDS_DEFAULT_PROFILES_FILE / FASTRTPS_DEFAULT_PROFILES_FILE, else the
 shipped config/fastdds_large_frames.xml. The camera driver's process needs the
-same profile (README, "Camera frames over DDS")."""
+same profile (docs/dds.md)."""
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable, \
-    UnsetEnvironmentVariable
+from launch.actions import (
+    DeclareLaunchArgument,
+    LogInfo,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+    UnsetEnvironmentVariable,
+)
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from launch import LaunchDescription
 
 
 def dds_environment(context):

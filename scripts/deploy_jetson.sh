@@ -158,7 +158,7 @@ fi
 
 # ------------------------------------------------------------------ platform
 [ -r "$nv_tegra_release" ] || die "$nv_tegra_release not found: this is not an NVIDIA Jetson (L4T). On an x86 GPU" \
-    "machine install TensorRT and cuda-python with pip (README, 'Deploy on a Jetson') and run python -m engines.build"
+    "machine install TensorRT and cuda-python with pip (docs/jetson.md) and run python -m engines.build"
 l4t_line=$(head -n 1 "$nv_tegra_release")
 l4t_major=$(sed -n 's/^# R\([0-9][0-9]*\) .*/\1/p' <<<"$l4t_line")
 l4t_revision=$(sed -n 's/.*REVISION: \([0-9][0-9.]*\).*/\1/p' <<<"$l4t_line")

@@ -8,11 +8,11 @@ import json
 
 import numpy as np
 import pytest
+from test_trt_build import _write, add_qdq_records, float_graph, make_fake_bundle
 
 from csk_ros.backends import load_bundle
 from csk_ros.bundle import load_manifest
 from engines import verify
-from test_trt_build import _write, add_qdq_records, float_graph, make_fake_bundle
 
 
 class Perturbed:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 from conftest import FIXTURE_BUNDLE, HAVE_TORCH
+
 from csk_ros.backends import load_bundle
 from csk_ros.bundle import GRAPH_INPUTS, GRAPH_OUTPUTS, load_manifest
 from csk_ros.trt_build import uint8_intermediate_problems

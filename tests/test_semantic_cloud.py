@@ -6,8 +6,14 @@ import types
 import numpy as np
 import pytest
 
-from csk_ros.semantic_cloud import (POINT_DTYPE, CloudMessage, DepthError, Intrinsics, SemanticCloudBuilder,
-                                    depth_in_metres)
+from csk_ros.semantic_cloud import (
+    POINT_DTYPE,
+    CloudMessage,
+    DepthError,
+    Intrinsics,
+    SemanticCloudBuilder,
+    depth_in_metres,
+)
 
 CAM = Intrinsics(fx=500.0, fy=480.0, cx=319.5, cy=239.5, width=640, height=480)
 

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_config
 
 from training.checkpoint import load_checkpoint, model_from_checkpoint
 from training.config import load_config
 from training.train import main as train_main
 from training.train import train
-
-from conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_OVERRIDES = [

@@ -20,9 +20,22 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from csk_ros.bundle import BundleError, atomic_write_bytes, engine_problems, load_manifest, sha256_of
-from csk_ros.trt_build import (INSTALL_HINT, EngineBuildError, build_and_record, calibration_cache_path, cuda_check,
-                               engine_file_name, expected_io, format_parser_error, gpu_slug, io_problems,
-                               record_engine, select_engine, trtexec_command, uint8_intermediate_problems)
+from csk_ros.trt_build import (
+    INSTALL_HINT,
+    EngineBuildError,
+    build_and_record,
+    calibration_cache_path,
+    cuda_check,
+    engine_file_name,
+    expected_io,
+    format_parser_error,
+    gpu_slug,
+    io_problems,
+    record_engine,
+    select_engine,
+    trtexec_command,
+    uint8_intermediate_problems,
+)
 from csk_ros.trt_calibration import calibration_batches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1094,6 +1107,7 @@ def test_glue_build_failure_is_reported(bundle_dir, fake_trt, monkeypatch):
 
 def test_glue_runner_loads_runs_and_shares_device_memory(bundle_dir, fake_trt):
     import cuda.bindings.runtime as cudart
+
     from csk_ros.backends import load_bundle
     from csk_ros.backends.tensorrt_backend import TensorRTRunner, tensorrt_runtime_info
 

@@ -23,9 +23,23 @@ import threading
 import numpy as np
 
 from ..bundle import Bundle, BundleError
-from ..trt_build import (CUDA_PYTHON_PINS, DEFAULT_WORKSPACE_MB, EngineBuildError, build_and_record,
-                         build_engine_bytes, cuda_check, engine_io, expected_io, explicit_int8, import_cudart,
-                         import_tensorrt, inspect_engine_bytes, io_problems, rebuild_precision, select_engine)
+from ..trt_build import (
+    CUDA_PYTHON_PINS,
+    DEFAULT_WORKSPACE_MB,
+    EngineBuildError,
+    build_and_record,
+    build_engine_bytes,
+    cuda_check,
+    engine_io,
+    expected_io,
+    explicit_int8,
+    import_cudart,
+    import_tensorrt,
+    inspect_engine_bytes,
+    io_problems,
+    rebuild_precision,
+    select_engine,
+)
 
 trt = import_tensorrt()  # ImportError (with the install hint) when absent
 cudart = import_cudart()

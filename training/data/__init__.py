@@ -36,7 +36,16 @@ from .classes import (
     PST900_CLASSES,
     PST900_PALETTE,
 )
-from .real import DAY_NIGHT, MFNET_SPLITS, MSRS_SPLITS, PST900_SPLITS, MFNetSource, MSRSSource, PST900Source, restrict_day_night
+from .real import (
+    DAY_NIGHT,
+    MFNET_SPLITS,
+    MSRS_SPLITS,
+    PST900_SPLITS,
+    MFNetSource,
+    MSRSSource,
+    PST900Source,
+    restrict_day_night,
+)
 from .synthetic import SPLITS as SYNTHETIC_SPLITS
 from .synthetic import SyntheticScenes, generate_sample
 

@@ -19,8 +19,8 @@ sample's augmentation does not depend on which DataLoader worker draws it.
 
 from __future__ import annotations
 
-import numpy as np
 import cv2
+import numpy as np
 
 from csk_ros.frames import resize_linear
 

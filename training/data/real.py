@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import cv2
+import numpy as np
 
 from csk_ros.thermal import ThermalScaling, scale_thermal_to_uint8
 

@@ -97,8 +97,8 @@ size proportional to (y - horizon).
 
 from __future__ import annotations
 
-import numpy as np
 import cv2
+import numpy as np
 
 from .classes import MFNET_CLASSES, MFNET_PALETTE
 
