@@ -30,6 +30,7 @@ $(STAMP): $(DEFAULT_REQS)
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(ISOLATED) $(PY) -m pytest -q
 
 # The runtime and node tests (everything that does not need torch; tests/conftest.py

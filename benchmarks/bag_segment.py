@@ -68,7 +68,8 @@ def write_bag(path: Path, pairs, compressed: bool) -> Path:
                 png = cv2.imencode(".png", ir)[1].tobytes()
                 topics.write("/eo/image/compressed", COMPRESSED, factory.compressed(jpg, "bgr8; jpeg compressed bgr8",
                                                                                  he), t)
-                topics.write("/ir/image/compressed", COMPRESSED, factory.compressed(png, "mono8; png compressed", hi), t)
+                topics.write("/ir/image/compressed", COMPRESSED,
+                             factory.compressed(png, "mono8; png compressed", hi), t)
             else:
                 topics.write("/eo/image", IMAGE, factory.image(eo, "rgb8", he), t)
                 topics.write("/ir/image", IMAGE, factory.image(ir, "mono8", hi), t)

@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     stale = next((m for m in modes if m["reason"] == "eo_stale" and m["since"] > last_eo), None)
     result["switch"]["eo_stale_after_last_eo_s"] = (stale["since"] - last_eo) if stale else None
     if stale:
-        print(f"health monitor declared eo_stale {1e3 * (stale['since'] - last_eo):.0f} ms after the last EO frame sent")
+        print(f"health monitor declared eo_stale {1e3 * (stale['since'] - last_eo):.0f} ms after the last EO "
+              "frame sent")
     if error_at:
         print(f"IR died: diagnostics ERROR {1e3 * (error_at - last_ir):.0f} ms after the last IR frame sent; goal <= "
               "ir_timeout_s (0.5 s at 30 Hz) + 200 ms")

@@ -91,7 +91,8 @@ class HealthParams:
     #: consecutive saturated frames before EO counts as saturated.
     saturated_frames: int = 3
     #: EO counts as frozen when the same picture arrives this many times in a row
-    #: (>= 2; 0 disables the check, e.g. for a noise-free simulated camera). "Same": mean absolute luma difference to the previous frame, on the
+    #: (>= 2; 0 disables the check, e.g. for a noise-free simulated camera).
+    #: "Same": mean absolute luma difference to the previous frame, on the
     #: downsampled signature, <= `frozen_max_mean_abs_diff` (0..255 levels). A real
     #: camera's noise on a static scene gives ~1 level or more; an exact duplicate 0.
     frozen_frames: int = 5
@@ -210,7 +211,9 @@ def luma_sample(image: np.ndarray, stride: int) -> np.ndarray:
     return (y >> 8).astype(np.uint8)
 
 
-def luma_histogram_stats(sample: np.ndarray, bright_level: int, saturated_level: int) -> tuple[float, int, float, float]:
+def luma_histogram_stats(
+    sample: np.ndarray, bright_level: int, saturated_level: int
+) -> tuple[float, int, float, float]:
     """(mean, p99, fraction >= bright_level, fraction >= saturated_level) of a uint8 sample."""
     hist = np.bincount(sample.reshape(-1), minlength=256)
     n = sample.size
@@ -388,11 +391,15 @@ class EoHealthMonitor:
             self._forget_eo_history()
 
         if self._last_ir is None:
-            mode, reason = "no_input", ("startup" if now_s - self._first_time < p.ir_timeout_s - TIME_EPS else "ir_stale")
+            mode, reason = "no_input", (
+                "startup" if now_s - self._first_time < p.ir_timeout_s - TIME_EPS else "ir_stale"
+            )
         elif now_s - self._last_ir >= self.stale_limit("ir") - TIME_EPS:
             mode, reason = "no_input", "ir_stale"
         elif self._last_eo is None:
-            mode, reason = "ir_only", ("startup" if now_s - self._first_time < p.eo_timeout_s - TIME_EPS else "eo_stale")
+            mode, reason = "ir_only", (
+                "startup" if now_s - self._first_time < p.eo_timeout_s - TIME_EPS else "eo_stale"
+            )
         elif self._fault is not None:
             mode, reason = "ir_only", self._eo_reason()
         else:

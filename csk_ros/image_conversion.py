@@ -191,7 +191,8 @@ def image_to_array(msg: Any, guard: MaxSizeGuard = DEFAULT_SIZE_GUARD) -> np.nda
         big = -1
     if big not in (0, 1):
         raise ImageDecodeError(
-            "bad_endianness", f"image {width}x{height} {encoding}: is_bigendian must be 0 or 1, got {msg.is_bigendian!r}"
+            "bad_endianness",
+            f"image {width}x{height} {encoding}: is_bigendian must be 0 or 1, got {msg.is_bigendian!r}",
         )
     step = int(msg.step)
     row_bytes = width * info.bytes_per_pixel

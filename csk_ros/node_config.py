@@ -217,7 +217,10 @@ def parameter_table_markdown() -> str:
         value = spec.default
         if isinstance(value, bool):
             return f"`{str(value).lower()}`"
-        return f"`{list(value)}`" if isinstance(value, (list, tuple)) else f"`{value!r}`" if value == "" else f"`{value}`"
+        return (
+            f"`{list(value)}`" if isinstance(value, (list, tuple))
+            else f"`{value!r}`" if value == "" else f"`{value}`"
+        )
 
     rows = ["| parameter | default | allowed | meaning |", "|---|---|---|---|"]
     rows += [f"| `{s.name}` | {default(s)} | {allowed(s)} | {s.description.replace('|', '/')} |" for s in PARAMS]

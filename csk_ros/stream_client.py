@@ -177,7 +177,8 @@ class Driver:
             if not self.diagnostics:
                 return None
             status = self.diagnostics[-1][1].status[0]
-        return {"level": int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level),
+        return {"level": (int.from_bytes(status.level, "little") if isinstance(status.level, bytes)
+                          else int(status.level)),
                 "message": status.message, **{kv.key: kv.value for kv in status.values}}
 
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Source me in the shell (or service) that starts your camera driver, and in
 # the node's if you start it without segment.launch.py:
 #     . /path/to/csk_ros/scripts/dds_env.sh        (source checkout)

@@ -170,7 +170,8 @@ def write_custom_bag(path: Path, frames, storage: str = "mcap"):
 def raw_pair(factory, t_ns, topic_stamp=None):
     eo, ir = scene(H, W, t_ns * 1e-9)
     stamp = t_ns if topic_stamp is None else topic_stamp
-    return (factory.image(eo, "rgb8", factory.header(stamp, "eo")), factory.image(ir, "mono8", factory.header(stamp, "ir")))
+    return (factory.image(eo, "rgb8", factory.header(stamp, "eo")),
+            factory.image(ir, "mono8", factory.header(stamp, "ir")))
 
 
 def test_corrupt_payloads_and_disordered_stamps_are_counted_not_fatal(tmp_path, tiny_bundle, capsys):

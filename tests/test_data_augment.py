@@ -11,7 +11,8 @@ from training.data.augment import PairedAugment, resize_sample
 IDS = np.arange(9)
 # A distinct EO colour and IR level per class id, so every pixel says which id it came from.
 COLORS = np.array(
-    [(20, 30, 40), (200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (200, 40, 200), (40, 200, 200), (120, 120, 120), (240, 160, 60)],
+    [(20, 30, 40), (200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (200, 40, 200), (40, 200, 200),
+     (120, 120, 120), (240, 160, 60)],
     np.uint8,
 )
 LEVELS = (IDS * 25 + 20).astype(np.uint8)
@@ -23,7 +24,8 @@ def pattern_sample(height=60, width=84, block=10) -> dict:
     label = ((yy // block) * 5 + (xx // block) * 2 + (yy // (3 * block))) % 9
     # a left/right asymmetric marker so that a flip of one array alone cannot go unnoticed
     label[: 2 * block, : 3 * block] = 8
-    return {"eo": COLORS[label], "ir": LEVELS[label], "label": label.astype(np.int64), "name": "pattern", "is_night": False}
+    return {"eo": COLORS[label], "ir": LEVELS[label], "label": label.astype(np.int64), "name": "pattern",
+            "is_night": False}
 
 
 def stripe_sample(height=60, width=84, axis=1) -> dict:

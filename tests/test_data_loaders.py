@@ -19,7 +19,9 @@ H, W = 24, 32
 def _rgb(seed: int) -> np.ndarray:
     """An RGB image whose channels differ everywhere, so a channel swap is visible."""
     yy, xx = np.mgrid[0:H, 0:W]
-    return np.stack([(200 + seed + 0 * xx) % 256, (20 + 3 * xx + seed) % 256, (90 + 2 * yy + seed) % 256], -1).astype(np.uint8)
+    return np.stack(
+        [(200 + seed + 0 * xx) % 256, (20 + 3 * xx + seed) % 256, (90 + 2 * yy + seed) % 256], -1
+    ).astype(np.uint8)
 
 
 def _thermal8(seed: int) -> np.ndarray:
@@ -89,7 +91,8 @@ def test_mfnet_training_batches_have_the_crop_size(mfnet_root):
     cfg = {"name": "mfnet", "root": str(mfnet_root), "augment": {"crop": [16, 20], "eo_dropout": 0.5}}
     ds = build_dataset(cfg, "train", train=True)
     batch = torch.utils.data.default_collate([ds[i] for i in range(3)])
-    assert batch["eo"].shape == (3, 3, 16, 20) and batch["ir"].shape == (3, 1, 16, 20) and batch["label"].shape == (3, 16, 20)
+    assert (batch["eo"].shape == (3, 3, 16, 20) and batch["ir"].shape == (3, 1, 16, 20)
+            and batch["label"].shape == (3, 16, 20))
     assert set(np.unique(batch["label"].numpy()).tolist()) <= set(range(9)) | {255}
 
 
@@ -176,7 +179,10 @@ def test_unknown_split_is_rejected(mfnet_root):
 
 # --------------------------------------------------------------------------- PST900
 
-PST_NAMES = {"train": ["32_bag_11_rect_rgb_frame0000000012", "42_bag_2_rect_rgb_frame0000000099"], "test": ["5_bag_1_rect_rgb_frame0000000001"]}
+PST_NAMES = {
+    "train": ["32_bag_11_rect_rgb_frame0000000012", "42_bag_2_rect_rgb_frame0000000099"],
+    "test": ["5_bag_1_rect_rgb_frame0000000001"],
+}
 
 
 def _thermal16(seed: int) -> np.ndarray:

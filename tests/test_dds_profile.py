@@ -57,7 +57,9 @@ def test_dds_env_sh_sets_both_names_and_keeps_the_users_profile(tmp_path):
 
 def test_the_profile_gives_shared_memory_room_for_hd_frames_and_is_the_default_profile():
     root = ET.parse(shipped_profile()).getroot()
-    shm = next(d for d in root.iterfind(".//f:transport_descriptor", NS) if d.findtext("f:type", namespaces=NS) == "SHM")
+    shm = next(
+        d for d in root.iterfind(".//f:transport_descriptor", NS) if d.findtext("f:type", namespaces=NS) == "SHM"
+    )
     hd_bgr8 = 1280 * 720 * 3
     assert int(shm.findtext("f:segment_size", namespaces=NS)) >= 8 * hd_bgr8
     assert int(shm.findtext("f:maxMessageSize", namespaces=NS)) >= hd_bgr8

@@ -257,3 +257,6 @@ def test_syntax_and_shellcheck():
                           (REPO / "scripts" / "dds_env.sh", "bash")):  # dds_env.sh is sourced (bash / zsh)
         result = subprocess.run([shellcheck, "-s", shell, str(script)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout
+    for script in sorted((REPO / "scripts").glob("*.sh")):  # plain shellcheck too: each names its shell
+        result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout

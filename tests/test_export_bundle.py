@@ -81,9 +81,11 @@ def test_export_refuses_to_overwrite_without_force(tiny_bundle, tiny_checkpoint)
     (lambda b: edit_manifest(b, lambda m: m.update(format_version=99)), "format_version 99 is not supported"),
     (lambda b: edit_manifest(b, lambda m: m["graphs"].pop("ir_only")), "no 'ir_only' graph"),
     (lambda b: edit_manifest(b, lambda m: m["graphs"]["ir_only"].update(file="../x.onnx")), "outside the bundle"),
-    (lambda b: edit_manifest(b, lambda m: m["graphs"]["fused"].update(inputs=["ir", "eo"])), "differs from the contract"),
+    (lambda b: edit_manifest(b, lambda m: m["graphs"]["fused"].update(inputs=["ir", "eo"])),
+     "differs from the contract"),
     (lambda b: edit_manifest(b, lambda m: m.update(palette=m["palette"][:3])), "one RGB triple"),
-    (lambda b: edit_manifest(b, lambda m: m["input"].update(height=32)), "input 'eo' is tensor(uint8) [1, 48, 64, 3], the manifest says uint8 [1, 32, 64, 3]"),
+    (lambda b: edit_manifest(b, lambda m: m["input"].update(height=32)),
+     "input 'eo' is tensor(uint8) [1, 48, 64, 3], the manifest says uint8 [1, 32, 64, 3]"),
     (lambda b: edit_manifest(b, lambda m: m.pop("class_names")), "missing 'class_names'"),
 ])
 def test_bundle_errors_are_specific(bundle_copy, change, message):

@@ -243,7 +243,9 @@ def test_bright_day_frame_not_saturated():
     f = _fused_monitor()
     img = scene(1, mean=190)  # bright, partly clipped, but far from 90 % >= 250
     for _ in range(5):
-        v, d = f.step(np.clip(img.astype(int) + np.random.default_rng(f.seed).integers(0, 3, SHAPE), 0, 255).astype(np.uint8))
+        v, d = f.step(
+            np.clip(img.astype(int) + np.random.default_rng(f.seed).integers(0, 3, SHAPE), 0, 255).astype(np.uint8)
+        )
         f.seed += 1
     assert d.mode == "fused"
     assert 0.0 < v.stats.saturated_fraction < 0.9

@@ -119,7 +119,9 @@ def test_ir_only_costs_exactly_a_single_modality_deeplabv3(depth):
     used_count = sum(p.numel() for n, p in csk.named_parameters() if n in used)
     baseline_count = sum(p.numel() for p in baseline.parameters())
     assert used_count == baseline_count
-    assert count_macs(csk, lambda: csk.eval()(eo, ir, "ir_only")) == count_macs(baseline, lambda: baseline.eval()(eo, ir))
+    assert count_macs(csk, lambda: csk.eval()(eo, ir, "ir_only")) == count_macs(
+        baseline, lambda: baseline.eval()(eo, ir)
+    )
     # and the fused model really is bigger, so the equality above is not vacuous
     assert sum(p.numel() for p in csk.parameters()) > baseline_count
 

@@ -112,7 +112,9 @@ def test_no_kd_turns_off_every_distillation_term_and_trains_without_a_teacher(tm
     assert run.teacher_key is None
     cfg = quality.resolved_config(run, None)
     assert cfg["teacher"]["checkpoint"] is None
-    weights = {k: v for k, v in cfg["loss"].items() if k.startswith("kd_") and k not in ("kd_temperature", "kd_confidence")}
+    weights = {
+        k: v for k, v in cfg["loss"].items() if k.startswith("kd_") and k not in ("kd_temperature", "kd_confidence")
+    }
     assert {"kd_feature", "kd_logit"} <= set(weights) and not any(weights.values()), weights
     assert cfg["loss"]["kd_temperature"] == LOSS_DEFAULTS["kd_temperature"]  # settings stay
     assert quality.main(["--quick", "--seeds", "1", "--variants", "no_kd", "--settings", "full",

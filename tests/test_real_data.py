@@ -167,7 +167,9 @@ def test_mfnet_study_preset_smoke_run_scores_val_day_and_night(rtfnet_root, tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((out / "quality.json").read_text())
     records = {r["key"]: r for r in data["runs"]}
-    assert set(records) == {f"{s}/{v}/seed0" for s in ("full", "tune") for v in ("eo_teacher", "ir_baseline", "csk_full")}
+    assert set(records) == {
+        f"{s}/{v}/seed0" for s in ("full", "tune") for v in ("eo_teacher", "ir_baseline", "csk_full")
+    }
     full = records["full/csk_full/seed0"]["metrics"]["ir_only"]
     assert (full["val_day"]["num_images"], full["val_night"]["num_images"], full["val"]["num_images"]) == (2, 2, 4)
     tune = records["tune/csk_full/seed0"]["metrics"]["fused"]  # every 5th of 12 train frames: 00005D, 00010N

@@ -1,6 +1,7 @@
 """Real TensorRT: build, load, infer, parity with ONNX Runtime, shared device
 memory, corrupt/stale engines and the `auto` fallback, INT8 from Q/DQ graphs
-(explicit quantization) and by calibration (float32 batches; TensorRT 10 only). Everything here needs the TensorRT Python bindings,
+(explicit quantization) and by calibration (float32 batches; TensorRT 10 only).
+Everything here needs the TensorRT Python bindings,
 cuda-python and a CUDA GPU, and is skipped (with the reason) elsewhere; the
 GPU-free parts of the same code are tested in test_trt_build.py."""
 

@@ -536,7 +536,8 @@ def test_cli_without_tensorrt_exits_2_with_install_message_and_writes_nothing(bu
     result = run_build("--bundle", bundle_dir, "--precision", "fp16", "--workspace-mb", "512")
     assert result.returncode == 2, result.stderr
     # cuda-python pinned to the CUDA major version: 13.x fails on JetPack 6's CUDA 12.6 driver
-    assert "pip install tensorrt-cu12 'cuda-python>=12.6,<13'" in result.stderr and "python3-libnvinfer" in result.stderr
+    assert ("pip install tensorrt-cu12 'cuda-python>=12.6,<13'" in result.stderr
+            and "python3-libnvinfer" in result.stderr)
     assert result.stdout.count("trtexec --onnx=") == 2 and "--memPoolSize=workspace:512M --fp16" in result.stdout
     assert _snapshot(bundle_dir) == before
 

@@ -100,7 +100,8 @@ def main(argv=None) -> int:
     exchanged = load_checkpoint(ckpts["csk"])["metrics"].get("exchanged_fraction")
     if exchanged:
         table += "\n\nCSK-Net channel exchange (best.pt):\n\n" + exchanged_fraction_table(exchanged)
-        print("\nCSK-Net channel exchange (best.pt; EO channels replaced by IR and vice versa when both are present):\n")
+        print("\nCSK-Net channel exchange (best.pt; EO channels replaced by IR and vice versa "
+              "when both are present):\n")
         print(exchanged_fraction_table(exchanged))
     summary = {"rows": rows, "train_seconds": trained, "checkpoints": {k: str(v) for k, v in ckpts.items()},
                "exchanged_fraction": exchanged}

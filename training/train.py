@@ -291,7 +291,9 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
                         teacher_out = teacher(eo=eo)
                 loss, parts = runner(eo, ir, label, teacher_out)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}: {({k: v.item() for k, v in parts.items()})}")
+                raise FloatingPointError(
+                    f"loss is {loss.item()} at step {step}: {({k: v.item() for k, v in parts.items()})}"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if tcfg["grad_clip"]:

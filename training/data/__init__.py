@@ -205,7 +205,9 @@ def build_dataset(data_cfg: dict, split: str, train: bool):
         try:
             night_fraction = float(data_cfg.get("night_fraction", 0.5))
         except (TypeError, ValueError):
-            raise ValueError(f"data.night_fraction must be a number in [0, 1], got {data_cfg['night_fraction']!r}") from None
+            raise ValueError(
+                f"data.night_fraction must be a number in [0, 1], got {data_cfg['night_fraction']!r}"
+            ) from None
         if not 0.0 <= night_fraction <= 1.0:
             raise ValueError(f"data.night_fraction must be in [0, 1], got {night_fraction}")
         counts = {

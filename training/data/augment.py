@@ -80,7 +80,9 @@ def parse_augment_config(cfg: dict | None, default_scale=(0.5, 2.0), default_cro
     jitter = {k: float(jitter.get(k, 0.0)) for k in JITTER_KEYS}
     for k, v in jitter.items():
         if v < 0 or (k != "brightness" and k != "hue" and v > 1.0) or (k == "hue" and v > 0.5):
-            raise ValueError(f"augment.jitter.{k} out of range: {v} (>= 0; <= 1 for contrast/saturation; <= 0.5 for hue)")
+            raise ValueError(
+                f"augment.jitter.{k} out of range: {v} (>= 0; <= 1 for contrast/saturation; <= 0.5 for hue)"
+            )
     ir_jitter = cfg.get("ir_jitter") or {}
     if not isinstance(ir_jitter, dict) or set(ir_jitter) - set(IR_JITTER_KEYS):
         raise ValueError(f"augment.ir_jitter must be a mapping of {list(IR_JITTER_KEYS)} "
@@ -176,7 +178,9 @@ class PairedAugment:
                 label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=IGNORE_INDEX)
             y0 = int(rng.integers(0, eo.shape[0] - ch + 1))
             x0 = int(rng.integers(0, eo.shape[1] - cw + 1))
-            eo, ir, label = eo[y0 : y0 + ch, x0 : x0 + cw], ir[y0 : y0 + ch, x0 : x0 + cw], label[y0 : y0 + ch, x0 : x0 + cw]
+            eo, ir, label = (
+                eo[y0 : y0 + ch, x0 : x0 + cw], ir[y0 : y0 + ch, x0 : x0 + cw], label[y0 : y0 + ch, x0 : x0 + cw]
+            )
         if rng.random() < self.cfg["hflip"]:
             eo, ir, label = eo[:, ::-1], ir[:, ::-1], label[:, ::-1]
         out = dict(sample)

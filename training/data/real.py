@@ -24,7 +24,8 @@ from .classes import IGNORE_INDEX, MFNET_CLASSES, MFNET_PALETTE, PST900_CLASSES,
 MFNET_LAYOUT = ("RTFNet layout: images/<name>.png (4-channel RGB+thermal), labels/<name>.png and one <split>.txt "
                 "per split used (train.txt, val.txt; test.txt, test_day.txt, test_night.txt only where the test "
                 "frames are: a root without them trains and validates)")
-PST900_LAYOUT = "PST900 layout: <split>/rgb/<name>.png, <split>/thermal/<name>.png, <split>/labels/<name>.png for split in train, test"
+PST900_LAYOUT = ("PST900 layout: <split>/rgb/<name>.png, <split>/thermal/<name>.png, <split>/labels/<name>.png "
+                 "for split in train, test")
 MSRS_LAYOUT = (
     "MSRS layout: vi/, ir/, Segmentation_labels/ with <split>.txt in the root, "
     "or <split>/vi/, <split>/ir/, <split>/Segmentation_labels/"
@@ -58,7 +59,9 @@ def _read_split_file(path: str, dataset: str, layout: str) -> list[str]:
             if ext.lower() in _IMAGE_EXTS:
                 name = stem
             if "/" in name or "\\" in name or name in (".", ".."):
-                raise ValueError(f"{dataset} split file {path} lists {name!r}: expected a bare file name without folders")
+                raise ValueError(
+                    f"{dataset} split file {path} lists {name!r}: expected a bare file name without folders"
+                )
             names.append(name)
     if not names:
         raise ValueError(f"{dataset} split file {path} lists no images")
@@ -122,7 +125,9 @@ def _read_ir(path: str, rule: ThermalScaling) -> np.ndarray:
 def _read_label(path: str, num_classes: int) -> np.ndarray:
     lab = _imread(path)
     if lab.ndim == 3:
-        if lab.shape[2] >= 3 and not (np.array_equal(lab[..., 0], lab[..., 1]) and np.array_equal(lab[..., 0], lab[..., 2])):
+        if lab.shape[2] >= 3 and not (
+            np.array_equal(lab[..., 0], lab[..., 1]) and np.array_equal(lab[..., 0], lab[..., 2])
+        ):
             raise ValueError(f"label file {path} is a colour image; expected single-channel class ids")
         lab = lab[..., 0]
     if lab.dtype not in (np.uint8, np.uint16):
@@ -130,7 +135,8 @@ def _read_label(path: str, num_classes: int) -> np.ndarray:
     bad = np.unique(lab[(lab >= num_classes) & (lab != IGNORE_INDEX)])
     if bad.size:
         raise ValueError(
-            f"label file {path} has value(s) {bad[:10].tolist()} outside the class ids 0..{num_classes - 1} (255 = ignore)"
+            f"label file {path} has value(s) {bad[:10].tolist()} outside the class ids 0..{num_classes - 1} "
+            "(255 = ignore)"
         )
     return lab.astype(np.int64)
 
@@ -287,7 +293,8 @@ class MSRSSource:
         self.root, self.split, self.rule = root, split, thermal or ThermalScaling()
         _require_dir(root, "MSRS", "root", MSRS_LAYOUT)
         split_dir = os.path.join(root, split)
-        if os.path.isdir(os.path.join(split_dir, "vi")) or not os.path.isdir(os.path.join(root, "vi")) and os.path.isdir(split_dir):
+        if (os.path.isdir(os.path.join(split_dir, "vi"))
+                or not os.path.isdir(os.path.join(root, "vi")) and os.path.isdir(split_dir)):
             self.base = split_dir
             for sub in self.SUBDIRS:
                 _require_dir(os.path.join(self.base, sub), "MSRS", "folder", MSRS_LAYOUT)

@@ -312,7 +312,7 @@ class _Scene:
         return self.horizon + (self.H - self.horizon) * self.u(far, near)
 
     def render(self):
-        H, W, rng = self.H, self.W, self.rng
+        H, W = self.H, self.W
         self.horizon = H * self.u(0.36, 0.5)
         self.vx = W * self.u(0.3, 0.7)
         self.road_left = self.vx - W * self.u(0.55, 1.0)
@@ -351,7 +351,8 @@ class _Scene:
         road = self.u(75, 115)
         top_w = W * 0.02
         self.poly(
-            [(self.vx - top_w, self.horizon), (self.vx + top_w, self.horizon), (self.road_right, H), (self.road_left, H)],
+            [(self.vx - top_w, self.horizon), (self.vx + top_w, self.horizon), (self.road_right, H),
+             (self.road_left, H)],
             eo=(road, road, road * self.u(1.0, 1.06)),
             ir=self.t_road,
         )
@@ -365,8 +366,10 @@ class _Scene:
             if self.rng.random() < 0.25:  # a tree instead of a building
                 g = self.u(40, 90)
                 cx, ry = x + bw / 2, (self.horizon - top_y) * 0.6
-                cv2.ellipse(self.eo, (int(cx), int(self.horizon - ry)), (max(1, int(bw / 2)), max(1, int(ry))), 0, 0, 360, (g * 0.5, g, g * 0.4), -1)
-                cv2.ellipse(self.ir, (int(cx), int(self.horizon - ry)), (max(1, int(bw / 2)), max(1, int(ry))), 0, 0, 360, self.u(40, 55), -1)
+                cv2.ellipse(self.eo, (int(cx), int(self.horizon - ry)), (max(1, int(bw / 2)), max(1, int(ry))),
+                            0, 0, 360, (g * 0.5, g, g * 0.4), -1)
+                cv2.ellipse(self.ir, (int(cx), int(self.horizon - ry)), (max(1, int(bw / 2)), max(1, int(ry))),
+                            0, 0, 360, self.u(40, 55), -1)
             else:
                 t_wall = self.u(60, 95)
                 self.rect(x, top_y, x + bw, self.horizon, eo=col, ir=t_wall)
@@ -376,12 +379,17 @@ class _Scene:
                 wx = np.arange(x + win * 0.7, x + bw - win, 2 * win)
                 if wy.size and wx.size:
                     gy, gx = (g.ravel() for g in np.meshgrid(wy, wx, indexing="ij"))
-                    quads = np.stack([gx, gy, gx + win * 0.8, gy, gx + win * 0.8, gy + win * 0.8, gx, gy + win * 0.8], 1)
+                    quads = np.stack(
+                        [gx, gy, gx + win * 0.8, gy, gx + win * 0.8, gy + win * 0.8, gx, gy + win * 0.8], 1
+                    )
                     quads = list(np.round(quads).astype(np.int32).reshape(-1, 4, 1, 2))
                     on = (self.rng.random(len(quads)) < 0.4) if lit else np.zeros(len(quads), bool)
                     dark = [q for q, o in zip(quads, on) if not o]
                     bright = [q for q, o in zip(quads, on) if o]
-                    for group, wcol in ((dark, (col[0] * 0.5, col[1] * 0.55, col[2] * 0.65)), (bright, (255.0, 220.0, 150.0))):
+                    for group, wcol in (
+                        (dark, (col[0] * 0.5, col[1] * 0.55, col[2] * 0.65)),
+                        (bright, (255.0, 220.0, 150.0)),
+                    ):
                         if group:
                             cv2.fillPoly(self.eo, group, wcol)
                             cv2.fillPoly(self.ir, group, t_wall + 6)
@@ -499,7 +507,8 @@ class _Scene:
         w = 1.4 * d * self.u(0.8, 1.2)
         x0 = self.u(left, right - w)
         h = max(3.0, 0.18 * d)
-        col = (self.u(215, 245), self.u(185, 210), self.u(20, 60)) if self.rng.random() < 0.5 else (self.u(165, 200),) * 3
+        col = ((self.u(215, 245), self.u(185, 210), self.u(20, 60)) if self.rng.random() < 0.5
+               else (self.u(165, 200),) * 3)
         t_ir = self.passive_ir("concrete")
         self.rect(x0, y - h, x0 + w, y, eo=col, ir=t_ir, cls=CAR_STOP)
         self.rect(x0, y - h, x0 + w, y - h * 0.6, eo=tuple(min(255.0, c * 1.15) for c in col), ir=t_ir, cls=CAR_STOP)
@@ -511,7 +520,8 @@ class _Scene:
         t_ir = self.passive_ir("plastic_cone")
         orange = (self.u(235, 255), self.u(85, 130), self.u(10, 40))
         self.rect(x - 1.3 * b, y - max(1.0, 0.08 * d), x + 1.3 * b, y, eo=(40, 30, 25), ir=t_ir, cls=COLOR_CONE)
-        self.poly([(x - b, y), (x + b, y), (x + 0.2 * b, y - h), (x - 0.2 * b, y - h)], eo=orange, ir=t_ir, cls=COLOR_CONE)
+        self.poly([(x - b, y), (x + b, y), (x + 0.2 * b, y - h), (x - 0.2 * b, y - h)], eo=orange, ir=t_ir,
+                  cls=COLOR_CONE)
         ya, yb = y - 0.45 * h, y - 0.65 * h
         self.poly(
             [(x - 0.75 * b, ya), (x + 0.75 * b, ya), (x + 0.55 * b, yb), (x - 0.55 * b, yb)],
@@ -524,7 +534,8 @@ class _Scene:
         H = self.H
         left_side = self.rng.random() < 0.5
         y_near, y_far = H * 1.05, self.horizon + (H - self.horizon) * self.u(0.04, 0.15)
-        edge = (lambda y: self.road_x(y)[0] - 0.1 * self.depth(y)) if left_side else (lambda y: self.road_x(y)[1] + 0.1 * self.depth(y))
+        edge = ((lambda y: self.road_x(y)[0] - 0.1 * self.depth(y)) if left_side
+                else (lambda y: self.road_x(y)[1] + 0.1 * self.depth(y)))
         metal = self.u(140, 185)
         col = (metal, metal, metal * self.u(1.0, 1.08))
         t_ir = self.t_road - self.u(6, 12)
@@ -532,7 +543,8 @@ class _Scene:
         y = y_far
         while y < y_near:
             d = self.depth(y)
-            self.line((edge(y), y), (edge(y), y - 0.55 * d), max(1.0, 0.06 * d), eo=(metal * 0.6,) * 3, ir=t_ir, cls=GUARDRAIL)
+            self.line((edge(y), y), (edge(y), y - 0.55 * d), max(1.0, 0.06 * d), eo=(metal * 0.6,) * 3, ir=t_ir,
+                      cls=GUARDRAIL)
             y += max(2.0, 0.35 * d)
         top = [(edge(y_far), y_far - 0.55 * self.depth(y_far)), (edge(y_near), y_near - 0.55 * self.depth(y_near))]
         bottom = [(edge(y_near), y_near - 0.25 * self.depth(y_near)), (edge(y_far), y_far - 0.25 * self.depth(y_far))]
@@ -550,15 +562,18 @@ class _Scene:
         t_glass = self.t_road + self.u(0, 8)
         if side:
             facing_right = rng.random() < 0.5
-            self.poly([(x0, y - 0.12 * h), (x0 + w, y - 0.12 * h), (x0 + w, y - 0.55 * h), (x0, y - 0.55 * h)], eo=body, ir=t_body, cls=CAR)
+            self.poly([(x0, y - 0.12 * h), (x0 + w, y - 0.12 * h), (x0 + w, y - 0.55 * h), (x0, y - 0.55 * h)],
+                      eo=body, ir=t_body, cls=CAR)
             self.poly(
-                [(x0 + 0.18 * w, y - 0.55 * h), (x0 + 0.3 * w, y - h), (x0 + 0.72 * w, y - h), (x0 + 0.86 * w, y - 0.55 * h)],
+                [(x0 + 0.18 * w, y - 0.55 * h), (x0 + 0.3 * w, y - h), (x0 + 0.72 * w, y - h),
+                 (x0 + 0.86 * w, y - 0.55 * h)],
                 eo=body,
                 ir=t_body,
                 cls=CAR,
             )
             self.poly(
-                [(x0 + 0.24 * w, y - 0.58 * h), (x0 + 0.33 * w, y - 0.92 * h), (x0 + 0.69 * w, y - 0.92 * h), (x0 + 0.8 * w, y - 0.58 * h)],
+                [(x0 + 0.24 * w, y - 0.58 * h), (x0 + 0.33 * w, y - 0.92 * h), (x0 + 0.69 * w, y - 0.92 * h),
+                 (x0 + 0.8 * w, y - 0.58 * h)],
                 eo=glass,
                 ir=t_glass,
                 cls=CAR,
@@ -576,13 +591,15 @@ class _Scene:
             self.rect(x0 + 0.05 * w, y - 0.2 * h, x0 + 0.95 * w, y, eo=(20, 20, 22), ir=t_hot, cls=CAR)  # tyres
             self.rect(x0, y - 0.62 * h, x0 + w, y - 0.15 * h, eo=body, ir=t_body, cls=CAR)
             self.poly(
-                [(x0 + 0.08 * w, y - 0.62 * h), (x0 + 0.2 * w, y - h), (x0 + 0.8 * w, y - h), (x0 + 0.92 * w, y - 0.62 * h)],
+                [(x0 + 0.08 * w, y - 0.62 * h), (x0 + 0.2 * w, y - h), (x0 + 0.8 * w, y - h),
+                 (x0 + 0.92 * w, y - 0.62 * h)],
                 eo=body,
                 ir=t_body,
                 cls=CAR,
             )
             self.poly(
-                [(x0 + 0.15 * w, y - 0.65 * h), (x0 + 0.24 * w, y - 0.93 * h), (x0 + 0.76 * w, y - 0.93 * h), (x0 + 0.85 * w, y - 0.65 * h)],
+                [(x0 + 0.15 * w, y - 0.65 * h), (x0 + 0.24 * w, y - 0.93 * h), (x0 + 0.76 * w, y - 0.93 * h),
+                 (x0 + 0.85 * w, y - 0.65 * h)],
                 eo=glass,
                 ir=t_glass,
                 cls=CAR,
@@ -599,7 +616,8 @@ class _Scene:
         d = self.depth(y)
         h = 1.13 * d * self.u(0.88, 1.05)
         shirt = self.rng.integers(15, 235, 3).astype(np.float32)
-        pants = self.rng.integers(10, 120, 3).astype(np.float32) if self.rng.random() < 0.7 else self.rng.integers(10, 235, 3).astype(np.float32)
+        pants = (self.rng.integers(10, 120, 3).astype(np.float32) if self.rng.random() < 0.7
+                 else self.rng.integers(10, 235, 3).astype(np.float32))
         skin = _SKIN[int(self.rng.integers(len(_SKIN)))]
         t_cloth, t_skin = self.u(185, 215), self.u(225, 245)
         lw = max(1.0, 0.09 * h)
@@ -611,7 +629,8 @@ class _Scene:
         self.rect(x - 0.13 * h, y - 0.82 * h, x + 0.13 * h, y - 0.45 * h, eo=shirt, ir=t_cloth, cls=PERSON)
         swing = 0.1 * h * self.u(-1, 1)
         for sx in (-1, 1):
-            self.line((x + sx * 0.13 * h, y - 0.8 * h), (x + sx * 0.16 * h + swing * sx, y - 0.5 * h), lw * 0.8, eo=shirt, ir=t_cloth, cls=PERSON)
+            self.line((x + sx * 0.13 * h, y - 0.8 * h), (x + sx * 0.16 * h + swing * sx, y - 0.5 * h), lw * 0.8,
+                      eo=shirt, ir=t_cloth, cls=PERSON)
         self.circle((x, y - 0.89 * h), 0.075 * h, eo=skin, ir=t_skin, cls=PERSON)
         if self.rng.random() < 0.4:  # hair / cap
             self.rect(x - 0.075 * h, y - 0.97 * h, x + 0.075 * h, y - 0.92 * h, eo=(30, 25, 20), ir=t_cloth, cls=PERSON)
@@ -651,7 +670,8 @@ class _Scene:
             for lx, ly, radius in self.lamps:
                 radius = max(radius, 2.0)
                 gain += 0.5 * np.exp(-(((xx - lx) / radius) ** 2 + ((yy - ly) / (0.5 * radius)) ** 2))
-            tint = np.array([1.0, 0.92, 0.8], np.float32) if rng.random() < 0.5 else np.array([0.85, 0.9, 1.0], np.float32)
+            tint = (np.array([1.0, 0.92, 0.8], np.float32) if rng.random() < 0.5
+                    else np.array([0.85, 0.9, 1.0], np.float32))
             eo = eo * np.minimum(gain, 1.0)[..., None] * tint
             for kind, geo, col in self.lights:  # lights are self-luminous: not darkened
                 if kind == "polys":

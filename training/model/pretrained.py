@@ -14,8 +14,13 @@ import torch
 
 from .resnet import ModalResNet
 
-_TORCHVISION_WEIGHTS = {18: "ResNet18_Weights", 34: "ResNet34_Weights", 50: "ResNet50_Weights", 101: "ResNet101_Weights"}
-_BN_KEY = re.compile(r"^(?P<prefix>.*(?:bn\d|downsample\.1))\.(?P<field>weight|bias|running_mean|running_var|num_batches_tracked)$")
+_TORCHVISION_WEIGHTS = {
+    18: "ResNet18_Weights", 34: "ResNet34_Weights", 50: "ResNet50_Weights", 101: "ResNet101_Weights"
+}
+_BN_KEY = re.compile(
+    r"^(?P<prefix>.*(?:bn\d|downsample\.1))\."
+    r"(?P<field>weight|bias|running_mean|running_var|num_batches_tracked)$"
+)
 
 
 def torchvision_state_dict(depth: int) -> dict:

@@ -158,7 +158,8 @@ class ModalResNet(nn.Module):
     """ResNet trunk (no fc) over a list of modalities.
 
     `output_stride` 8 or 16 replaces the last strides by dilation, as DeepLabV3
-    does (4 keeps thin objects visible on tiny synthetic frames). `width` scales every stage (64 = torchvision); small widths make
+    does (4 keeps thin objects visible on tiny synthetic frames). `width` scales
+    every stage (64 = torchvision); small widths make
     CPU tests fast. `in_channels` is 3 (IR is replicated to 3 channels by the
     model so the shared first conv serves both) or 4 for early fusion.
     """
