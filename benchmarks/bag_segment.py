@@ -44,7 +44,7 @@ from csk_ros.bag.__main__ import main as bag_main  # noqa: E402
 from csk_ros.bag.bagio import COMPRESSED, IMAGE, MessageFactory, Topics, atomic_writer  # noqa: E402
 from csk_ros.bag.params import offline_config  # noqa: E402
 from csk_ros.bag.segment import OfflineSegmenter  # noqa: E402
-from csk_ros.frames import InputPreparer  # noqa: E402
+from csk_ros.imaging.frames import InputPreparer  # noqa: E402
 from csk_ros.pipeline import SegmentationPipeline  # noqa: E402
 from csk_ros.stream_client import scene  # noqa: E402
 

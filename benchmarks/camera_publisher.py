@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
     sys.path.insert(0, str(ROOT))
-    from csk_ros.image_conversion import array_to_image
+    from csk_ros.imaging.ros_image import array_to_image
     from csk_ros.stream_client import loopback_ros_env
 
     loopback_ros_env()

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Check the EO health thresholds (dark / saturated) on real frames.
 
-Runs the luminance statistics of ``csk_ros.health`` and the full
+Runs the luminance statistics of ``csk_ros.logic.health`` and the full
 ``EoHealthMonitor`` over the MSRS sample EO frames (``NNNNN[D|N].png``, D = day,
 N = night), prints a table and writes JSON. Also fades a frame to black
 (x0.5, x0.25, ... 0) and to white (x2, x4, ...) and reports the factor at which
 the detector trips. This is the evidence behind the defaults in
-``csk_ros.health.HealthParams``.
+``csk_ros.logic.health.HealthParams``.
 
 Pass criteria (exit status 1 when violated): no day frame is dark or saturated,
 no night frame is dark (every MSRS night frame carries information: street
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from csk_ros.health import EoHealthMonitor, HealthParams, luma_histogram_stats, luma_sample  # noqa: E402
+from csk_ros.logic.health import EoHealthMonitor, HealthParams, luma_histogram_stats, luma_sample  # noqa: E402
 
 DEFAULT_DATA = [Path("/work/shared/data/msrs_samples"), REPO.parent / "shared" / "data" / "msrs_samples"]
 FADE_DOWN = [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0]

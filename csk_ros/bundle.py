@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .thermal import ThermalScaling
+from csk_ros.imaging.thermal import ThermalScaling
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

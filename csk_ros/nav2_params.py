@@ -16,7 +16,7 @@ import sys
 
 import yaml
 
-from .bundle import BundleError, load_manifest
+from csk_ros.bundle import BundleError, load_manifest
 
 LETHAL = 253  # nav2_costmap_2d INSCRIBED_INFLATED_OBSTACLE; 254 = LETHAL_OBSTACLE
 SOURCE_KEYS = {"segmentation_topic", "confidence_topic", "labels_topic", "pointcloud_topic",

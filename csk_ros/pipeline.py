@@ -22,18 +22,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compressed import compressed_to_ir8, compressed_to_rgb8
-from .frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
-from .health import EoHealthMonitor, ModeDecision
-from .image_conversion import ImageDecodeError, to_ir8, to_rgb8
-from .labels import apply_confidence_policy
-from .meters import RateMeter, percentiles
-from .mode_report import Announcement, ModeAnnouncer
-from .modes import Mode, Reason
-from .node_config import NodeConfig
-from .node_status import StatusInputs, assess, lossy
-from .pairing import EoBuffer, PairDecision, PairStatus, decide_pairing, stamp_seconds
-from .stream_loss import StreamLossEstimator
+from csk_ros.imaging.compressed import compressed_to_ir8, compressed_to_rgb8
+from csk_ros.imaging.frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
+from csk_ros.imaging.ros_image import ImageDecodeError, to_ir8, to_rgb8
+from csk_ros.logic.config import NodeConfig
+from csk_ros.logic.health import EoHealthMonitor, ModeDecision
+from csk_ros.logic.labels import apply_confidence_policy
+from csk_ros.logic.meters import RateMeter, percentiles
+from csk_ros.logic.mode_report import Announcement, ModeAnnouncer
+from csk_ros.logic.modes import Mode, Reason
+from csk_ros.logic.pairing import EoBuffer, PairDecision, PairStatus, decide_pairing, stamp_seconds
+from csk_ros.logic.status import StatusInputs, assess, lossy
+from csk_ros.logic.stream_loss import StreamLossEstimator
 
 UNPAIRED_WARN_FRACTION = 0.2  # diagnostics WARN when this share of recent masks lacked an EO partner
 
@@ -220,7 +220,7 @@ class SegmentationPipeline:
         if decision.mode == Mode.FUSED:
             self.recent_unpaired.append(mode != Mode.FUSED)
         if (mode, reason) != (decision.mode, decision.reason):
-            self.counts[f"frames_{reason}"] += 1  # a per-frame fallback (see csk_ros/mode_report.py)
+            self.counts[f"frames_{reason}"] += 1  # a per-frame fallback (see csk_ros/logic/mode_report.py)
         return self._counted(self.announcer.frame((mode, reason), (decision.mode, decision.reason),
                                                   decision.since_s, result.job.arrival_ros,
                                                   self.health.stale_limit("eo")))

@@ -2,7 +2,7 @@
 camera) and the IR camera_info in, one semantic PointCloud2 per mask out.
 
 Depth is paired with the IR frame a mask came from by stamp, as EO is
-(csk_ros/pairing.py: nearest within the sync slop, waiting at most the slop for
+(csk_ros/logic/pairing.py: nearest within the sync slop, waiting at most the slop for
 a late frame) -- but never waiting while a newer IR frame is pending or while
 the depth stream has gone quiet (DEPTH_QUIET_S), so a missing depth camera
 cannot delay the masks. The wait is reported (`depth_wait_ms_p50/p95`), not
@@ -19,10 +19,17 @@ from collections import Counter, deque
 
 import numpy as np
 
-from .image_conversion import ImageDecodeError, image_to_array
-from .meters import percentiles
-from .pairing import EoBuffer, PairStatus, decide_pairing, stamp_seconds
-from .semantic_cloud import DEPTH_ENCODINGS, CloudMessage, DepthError, Intrinsics, SemanticCloudBuilder, depth_in_metres
+from csk_ros.imaging.ros_image import ImageDecodeError, image_to_array
+from csk_ros.imaging.semantic_cloud import (
+    DEPTH_ENCODINGS,
+    CloudMessage,
+    DepthError,
+    Intrinsics,
+    SemanticCloudBuilder,
+    depth_in_metres,
+)
+from csk_ros.logic.meters import percentiles
+from csk_ros.logic.pairing import EoBuffer, PairStatus, decide_pairing, stamp_seconds
 
 DEPTH_QUIET_S = 0.5  # no depth frame for this long: stop waiting for one (the masks must not slow down)
 DEPTH_BUFFER_FRAMES = 90  # depth is looked up after inference: ~1 s at 90 Hz, 3 s at 30 Hz, of 0.6 MB views

@@ -34,14 +34,14 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
-from .backends import load_bundle
-from .bundle import BundleError
-from .image_conversion import ImageDecodeError, array_to_image
-from .labels import class_list_json, label_info_message, load_label_info_types
-from .node_config import PARAMS, NodeConfig, build_config
-from .pairing import PairStatus, stamp_seconds
-from .pipeline import FrameResult, IrJob, SegmentationPipeline
-from .points_output import PointsOutput
+from csk_ros.backends import load_bundle
+from csk_ros.bundle import BundleError
+from csk_ros.imaging.ros_image import ImageDecodeError, array_to_image
+from csk_ros.logic.config import PARAMS, NodeConfig, build_config
+from csk_ros.logic.labels import class_list_json, label_info_message, load_label_info_types
+from csk_ros.logic.pairing import PairStatus, stamp_seconds
+from csk_ros.pipeline import FrameResult, IrJob, SegmentationPipeline
+from csk_ros.points_output import PointsOutput
 
 ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service"}
 HEALTH_WATCH_PERIOD_S = 0.05  # how often the alarms are checked, so an error is published at once

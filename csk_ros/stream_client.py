@@ -132,7 +132,7 @@ class Driver:
     def image(array: np.ndarray, encoding: str, stamp: float, frame_id: str):
         from std_msgs.msg import Header
 
-        from csk_ros.image_conversion import array_to_image
+        from csk_ros.imaging.ros_image import array_to_image
 
         header = Header(frame_id=frame_id)
         header.stamp.sec = int(stamp)

@@ -4,7 +4,7 @@ This module imports NOTHING from TensorRT or CUDA at import time: naming,
 manifest records, I/O checks, the trtexec equivalent, the ONNX pre-flight
 check are plain Python / numpy and are unit-tested on machines without a GPU.
 Only `build_engine_bytes` and `inspect_engine_bytes` (and the calibrator in
-csk_ros/trt_calibration.py) import `tensorrt` / `cuda-python`, inside the
+engines/trt_calibration.py) import `tensorrt` / `cuda-python`, inside the
 function, and raise ImportError with the install hint when they are absent.
 
 Used by `python -m engines.build` (offline) and by the TensorRT runner when
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import (
+from csk_ros.bundle import (
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
     MANIFEST,

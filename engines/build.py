@@ -42,7 +42,7 @@ from csk_ros.trt_build import (DEFAULT_CALIB_IMAGES, DEFAULT_WORKSPACE_MB, INSTA
                                build_and_record, build_engine_bytes, calibration_cache_path, engine_file_name,
                                explicit_int8, inspect_engine_bytes, qdq_problems, source_graph, trtexec_command,
                                uint8_intermediate_problems)
-from csk_ros.trt_calibration import calibration_sources, make_entropy_calibrator
+from engines.trt_calibration import calibration_sources, make_entropy_calibrator
 
 VIAS = ("tensorrt", "torch-tensorrt")
 TORCH_TRT_REMOVED = ("--via torch-tensorrt was removed: it compiled the checkpoint instead of the bundle's verified "

@@ -1,6 +1,6 @@
 """Images for INT8 calibration and validation of a bundle's graphs, prepared
 exactly as the node prepares camera frames (uint8 EO RGB and IR, bilinear
-resize to the bundle's input size: csk_ros.frames.resize_linear), and the
+resize to the bundle's input size: csk_ros.imaging.frames.resize_linear), and the
 mIoU of an ONNX graph over them (the quantisation gate's measure).
 
 Calibration reads the training split (minus the held-out share when the
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from csk_ros.bundle import GRAPH_INPUTS
-from csk_ros.frames import resize_linear, resize_nearest
+from csk_ros.imaging.frames import resize_linear, resize_nearest
 import torch
 
 from training.data import build_dataset

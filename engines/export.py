@@ -24,7 +24,7 @@ import onnx
 import torch
 
 from csk_ros.bundle import FORMAT_VERSION, GRAPH_INPUTS, GRAPH_OUTPUTS, MANIFEST, load_manifest, sha256_of, write_manifest
-from csk_ros.thermal import ThermalScaling
+from csk_ros.imaging.thermal import ThermalScaling
 from training.checkpoint import model_from_checkpoint
 from training.data import dataset_classes
 

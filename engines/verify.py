@@ -66,7 +66,7 @@ def synthetic_frames(height: int, width: int, count: int = 2, seed: int = 0) -> 
 
 def image_frames(bundle: Bundle, images_dir, count: int) -> list[dict[str, np.ndarray]]:
     """Frames from real images (engines.build's calibration layouts), at the bundle size."""
-    from csk_ros.trt_calibration import calibration_batches
+    from engines.trt_calibration import calibration_batches
 
     inputs = ("eo", "ir") if "fused" in bundle.graphs else ("ir",)
     frames = [{k: v[0] for k, v in feed.items()}

@@ -1,4 +1,4 @@
-"""sensor_msgs/CompressedImage decoding for the EO and IR paths (csk_ros/compressed.py)."""
+"""sensor_msgs/CompressedImage decoding for the EO and IR paths (csk_ros/imaging/compressed.py)."""
 
 from types import SimpleNamespace
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from csk_ros.compressed import compressed_to_ir8, compressed_to_rgb8
-from csk_ros.image_conversion import ImageDecodeError
-from csk_ros.thermal import ThermalScaling
+from csk_ros.imaging.compressed import compressed_to_ir8, compressed_to_rgb8
+from csk_ros.imaging.ros_image import ImageDecodeError
+from csk_ros.imaging.thermal import ThermalScaling
 
 FIXED = ThermalScaling.from_dict({"mode": "fixed", "low": 20000.0, "high": 30200.0})
 

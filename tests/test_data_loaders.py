@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from csk_ros.thermal import ThermalScaling, scale_thermal_to_uint8
+from csk_ros.imaging.thermal import ThermalScaling, scale_thermal_to_uint8
 from training.data import build_dataset
 from training.data.classes import MFNET_CLASSES, PST900_CLASSES, PST900_PALETTE
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from csk_ros.modes import reasons_table_markdown
-from csk_ros.node_config import build_config, parameter_table_markdown
+from csk_ros.logic.config import build_config, parameter_table_markdown
+from csk_ros.logic.modes import reasons_table_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERFACE = ROOT / "docs" / "ros_interface.md"
@@ -24,12 +24,12 @@ def generated_block(text: str, command: str) -> str:
 
 def test_the_parameter_table_is_the_one_the_node_declares():
     text = INTERFACE.read_text()
-    assert generated_block(text, "python -m csk_ros.node_config") == parameter_table_markdown(), \
-        "docs/ros_interface.md's parameter table is stale: paste `python -m csk_ros.node_config` into it"
+    assert generated_block(text, "python -m csk_ros.logic.config") == parameter_table_markdown(), \
+        "docs/ros_interface.md's parameter table is stale: paste `python -m csk_ros.logic.config` into it"
 
 
 def test_the_reason_table_holds_every_reason():
-    command = 'python -c "from csk_ros.modes import reasons_table_markdown as r; print(r())"'
+    command = 'python -c "from csk_ros.logic.modes import reasons_table_markdown as r; print(r())"'
     assert generated_block(INTERFACE.read_text(), command) == reasons_table_markdown(), \
         "docs/ros_interface.md's reason table is stale: paste reasons_table_markdown() into it"
 
@@ -49,7 +49,7 @@ def documented_key(key: str, text: str) -> bool:
 
 def test_every_diagnostics_key_is_documented(tiny_bundle):
     from csk_ros.backends import load_bundle
-    from csk_ros.image_conversion import ImageDecodeError
+    from csk_ros.imaging.ros_image import ImageDecodeError
     from csk_ros.pipeline import IrJob, SegmentationPipeline
     from csk_ros.points_output import PointsOutput
 

@@ -1,4 +1,4 @@
-"""csk_ros.health: EO modality health with synthetic timestamps and images (no ROS)."""
+"""csk_ros.logic.health: EO modality health with synthetic timestamps and images (no ROS)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from csk_ros.health import EoHealthMonitor, HealthParams, luma_histogram_stats, luma_sample
+from csk_ros.logic.health import EoHealthMonitor, HealthParams, luma_histogram_stats, luma_sample
 
 DT = 1 / 30
 SHAPE = (480, 640, 3)

@@ -1,4 +1,4 @@
-"""csk_ros.image_conversion with real sensor_msgs/Image messages (no node, no DDS)."""
+"""csk_ros.imaging.ros_image with real sensor_msgs/Image messages (no node, no DDS)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 sensor_msgs = pytest.importorskip("sensor_msgs.msg")
 Image = sensor_msgs.Image
 
-from csk_ros.image_conversion import (  # noqa: E402
+from csk_ros.imaging.ros_image import (  # noqa: E402
     ENCODINGS,
     ImageDecodeError,
     MaxSizeGuard,
@@ -23,7 +23,7 @@ from csk_ros.image_conversion import (  # noqa: E402
     to_ir8,
     to_rgb8,
 )
-from csk_ros.thermal import ThermalScaling, scale_thermal_to_uint8  # noqa: E402
+from csk_ros.imaging.thermal import ThermalScaling, scale_thermal_to_uint8  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(1234)
@@ -343,7 +343,7 @@ def test_module_imports_without_ros():
         "        raise ImportError('blocked ' + name)\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = guard\n"
-        "import csk_ros.image_conversion, csk_ros.health, csk_ros.pairing\n"
+        "import csk_ros.imaging.ros_image, csk_ros.logic.health, csk_ros.logic.pairing\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)

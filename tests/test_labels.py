@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from csk_ros.labels import NO_CLASS_ID, apply_confidence_policy, class_list_json, confidence_cutoff, label_info_message
-from csk_ros.node_config import build_config
+from csk_ros.logic.config import build_config
+from csk_ros.logic.labels import (
+    NO_CLASS_ID,
+    apply_confidence_policy,
+    class_list_json,
+    confidence_cutoff,
+    label_info_message,
+)
 
 MFNET = ("unlabeled", "car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump")
 

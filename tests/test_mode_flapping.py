@@ -5,10 +5,10 @@ stamp sequences, as the node drives them (csk_ros/segment_node.py)."""
 import numpy as np
 import pytest
 
-from csk_ros.health import EoHealthMonitor, HealthParams
-from csk_ros.mode_report import ModeAnnouncer
-from csk_ros.pairing import EoBuffer, PairStatus, decide_pairing
-from csk_ros.stream_loss import StreamLossEstimator
+from csk_ros.logic.health import EoHealthMonitor, HealthParams
+from csk_ros.logic.mode_report import ModeAnnouncer
+from csk_ros.logic.pairing import EoBuffer, PairStatus, decide_pairing
+from csk_ros.logic.stream_loss import StreamLossEstimator
 
 T0 = 1_700_000_000.0
 SLOP = 0.05  # the node's default sync_slop_s

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from csk_ros.labels import confidence_cutoff
+from csk_ros.logic.labels import confidence_cutoff
 from csk_ros.stream_client import Driver, scene, start_node, stop_node
 from tests.test_node_integration import FAST, PERIOD, H, W
 

@@ -5,8 +5,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from csk_ros.frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
-from csk_ros.node_config import PARAMS, SPECS, build_config
+from csk_ros.imaging.frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
+from csk_ros.logic.config import PARAMS, SPECS, build_config
 
 
 def test_shipped_yaml_declares_exactly_the_node_parameters():

@@ -102,7 +102,7 @@ def test_eo_loss_switches_within_timeout_and_recovery_needs_frames(node):
     cam.run(20, eo=False)
     switch = first_mode(d, "ir_only", after=last_eo)
     assert switch is not None
-    # stale limit = max(eo_timeout_s, stale_periods x the EO period) (csk_ros/health.py)
+    # stale limit = max(eo_timeout_s, stale_periods x the EO period) (csk_ros/logic/health.py)
     stale_limit = max(FAST["health.eo_timeout_s"], 10 * PERIOD)
     assert stale_limit - 0.05 <= switch["since"] - last_eo <= stale_limit + PERIOD + 0.05
     assert d.wait_for(lambda: first_mode(d, "ir_only", after=last_eo, reason="eo_stale") is not None, 2)

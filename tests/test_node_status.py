@@ -1,6 +1,6 @@
-"""The node's /diagnostics verdict (csk_ros/node_status.py)."""
+"""The node's /diagnostics verdict (csk_ros/logic/status.py)."""
 
-from csk_ros.node_status import ERROR, OK, WARN, StatusInputs, assess
+from csk_ros.logic.status import ERROR, OK, WARN, StatusInputs, assess
 
 HEALTHY = dict(ir_dead=False, ir_dead_reason="", ir_rejected_reasons="", eo_loss=0.0, ir_loss=0.0, eo_lost=0, ir_lost=0,
                loss_warn_fraction=0.03, qos="sensor_data", unpaired_fraction=0.0, unpaired_warn_fraction=0.2,

@@ -1,4 +1,4 @@
-"""csk_ros.pairing: EO buffer and the IR-driven MATCHED / WAIT / NO_PARTNER decision."""
+"""csk_ros.logic.pairing: EO buffer and the IR-driven MATCHED / WAIT / NO_PARTNER decision."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from csk_ros.pairing import EoBuffer, PairStatus, decide_pairing
+from csk_ros.logic.pairing import EoBuffer, PairStatus, decide_pairing
 
 SLOP = 0.05
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from csk_ros.backends import load_bundle
-from csk_ros.image_conversion import ImageDecodeError
-from csk_ros.mode_report import Announcement
-from csk_ros.modes import Mode, Reason
-from csk_ros.node_config import build_config
-from csk_ros.pairing import PairStatus
+from csk_ros.imaging.ros_image import ImageDecodeError
+from csk_ros.logic.config import build_config
+from csk_ros.logic.mode_report import Announcement
+from csk_ros.logic.modes import Mode, Reason
+from csk_ros.logic.pairing import PairStatus
 from csk_ros.pipeline import IrJob, SegmentationPipeline
 from csk_ros.stream_client import scene
 

@@ -33,7 +33,7 @@ def make_output():
 def depth_msg(stamp: float, value_mm: int = 2000, size=(H, W), encoding="16UC1"):
     from std_msgs.msg import Header
 
-    from csk_ros.image_conversion import array_to_image
+    from csk_ros.imaging.ros_image import array_to_image
 
     header = Header(frame_id="ir_optical")
     header.stamp.sec, header.stamp.nanosec = int(stamp), int(round((stamp - int(stamp)) * 1e9))

@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pytest
 
-from csk_ros.semantic_cloud import (
+from csk_ros.imaging.semantic_cloud import (
     POINT_DTYPE,
     CloudMessage,
     DepthError,

@@ -1,9 +1,9 @@
-"""Transport loss from stamp gaps (csk_ros/stream_loss.py) on synthetic stamp sequences."""
+"""Transport loss from stamp gaps (csk_ros/logic/stream_loss.py) on synthetic stamp sequences."""
 
 import numpy as np
 import pytest
 
-from csk_ros.stream_loss import StreamLossEstimator
+from csk_ros.logic.stream_loss import StreamLossEstimator
 
 T0, PERIOD = 1_700_000_000.0, 1 / 30
 

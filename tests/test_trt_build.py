@@ -36,7 +36,7 @@ from csk_ros.trt_build import (
     trtexec_command,
     uint8_intermediate_problems,
 )
-from csk_ros.trt_calibration import calibration_batches
+from engines.trt_calibration import calibration_batches
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -605,7 +605,7 @@ def test_load_bundle_auto_falls_back_to_onnxruntime(bundle_dir):
 @NO_TRT
 def test_building_without_tensorrt_raises_import_error_with_hint(bundle_dir):
     from csk_ros.trt_build import build_engine_bytes
-    from csk_ros.trt_calibration import make_entropy_calibrator
+    from engines.trt_calibration import make_entropy_calibrator
 
     with pytest.raises(ImportError, match="tensorrt-cu12"):
         build_engine_bytes(bundle_dir / "ir_only.onnx", "fp16", 256)
@@ -1204,7 +1204,7 @@ def test_glue_no_gpu_is_a_bundle_error(bundle_dir, fake_trt, monkeypatch):
 
 def test_glue_entropy_calibrator_feeds_real_images(bundle_dir, fake_trt, tmp_path):
     from csk_ros.trt_build import build_engine_bytes
-    from csk_ros.trt_calibration import make_entropy_calibrator
+    from engines.trt_calibration import make_entropy_calibrator
 
     images = tmp_path / "calib"
     for i in range(5):
@@ -1268,7 +1268,7 @@ def test_glue_calibration_stops_early_is_an_error(bundle_dir, fake_trt, tmp_path
     """TensorRT swallows an exception from get_batch and ends calibration as if the data
     had run out: the calibrator must notice it got fewer batches than it was given."""
     from csk_ros.trt_build import build_engine_bytes
-    from csk_ros.trt_calibration import make_entropy_calibrator
+    from engines.trt_calibration import make_entropy_calibrator
 
     images = tmp_path / "calib"
     for i in range(4):
@@ -1286,7 +1286,7 @@ def test_glue_calibration_stops_early_is_an_error(bundle_dir, fake_trt, tmp_path
 def test_glue_rejected_cache_without_images_is_an_error(bundle_dir, fake_trt, tmp_path, monkeypatch):
     """A cache TensorRT does not accept (other version) and no images: calibration on zero batches."""
     from csk_ros.trt_build import build_engine_bytes
-    from csk_ros.trt_calibration import make_entropy_calibrator
+    from engines.trt_calibration import make_entropy_calibrator
 
     cache = tmp_path / "ir_only.calib"
     cache.write_bytes(b"cache from another TensorRT")
@@ -1299,7 +1299,7 @@ def test_glue_rejected_cache_without_images_is_an_error(bundle_dir, fake_trt, tm
 def test_glue_rejected_cache_with_images_calibrates_on_the_images(bundle_dir, fake_trt, tmp_path, monkeypatch):
     """After a TensorRT upgrade the old cache is rejected: the images given must be used, not reported missing."""
     from csk_ros.trt_build import build_engine_bytes
-    from csk_ros.trt_calibration import make_entropy_calibrator
+    from engines.trt_calibration import make_entropy_calibrator
 
     images = tmp_path / "calib"
     for i in range(3):

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import torch
 
-from csk_ros.frames import resize_nearest
-from csk_ros.pairing import stamp_seconds
+from csk_ros.imaging.frames import resize_nearest
+from csk_ros.logic.pairing import stamp_seconds
 from csk_ros.stream_client import Driver, loopback_ros_env, start_node, stop_node
 
 from .data import generate_sample

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bundle import Bundle, BundleError, load_manifest
-from .onnxruntime_backend import OnnxRuntimeRunner
+from csk_ros.backends.onnxruntime_backend import OnnxRuntimeRunner
+from csk_ros.bundle import Bundle, BundleError, load_manifest
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 RUNTIME_PRECISIONS = ("fp32", "int8")
@@ -83,7 +83,7 @@ def _runtime_graphs(bundle: Bundle) -> tuple[str, ...]:
 
 
 def _tensorrt_runner(bundle: Bundle, rebuild: bool, log=None, precision: str = "fp32"):
-    from .tensorrt_backend import TensorRTRunner  # imports tensorrt; ImportError when absent
+    from csk_ros.backends.tensorrt_backend import TensorRTRunner  # imports tensorrt; ImportError when absent
 
     # fp32 keeps TensorRT's own choice among the bundle's engines (fp16 as built by engines.build)
     return TensorRTRunner(bundle, _runtime_graphs(bundle), rebuild=rebuild, log=log,

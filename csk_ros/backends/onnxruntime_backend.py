@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bundle import Bundle, BundleError
+from csk_ros.bundle import Bundle, BundleError
 
 
 class OnnxRuntimeRunner:

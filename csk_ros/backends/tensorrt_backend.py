@@ -22,8 +22,8 @@ import threading
 
 import numpy as np
 
-from ..bundle import Bundle, BundleError
-from ..trt_build import (
+from csk_ros.bundle import Bundle, BundleError
+from csk_ros.trt_build import (
     CUDA_PYTHON_PINS,
     DEFAULT_WORKSPACE_MB,
     EngineBuildError,

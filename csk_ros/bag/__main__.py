@@ -9,14 +9,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..backends import BACKENDS, load_bundle
-from ..bundle import BundleError
-from ..labels import class_list_json
-from ..pipeline import SegmentationPipeline
-from .bagio import STORAGES, BagError, MessageFactory, Topics, atomic_writer, find_topic, open_reader
-from .images import from_images, to_images
-from .params import offline_config
-from .segment import OfflineSegmenter, print_summary, summary_json
+from csk_ros.backends import BACKENDS, load_bundle
+from csk_ros.bag.bagio import STORAGES, BagError, MessageFactory, Topics, atomic_writer, find_topic, open_reader
+from csk_ros.bag.images import from_images, to_images
+from csk_ros.bag.params import offline_config
+from csk_ros.bag.segment import OfflineSegmenter, print_summary, summary_json
+from csk_ros.bundle import BundleError
+from csk_ros.logic.labels import class_list_json
+from csk_ros.pipeline import SegmentationPipeline
 
 NS = 1e-9
 # What a damaged recording raises inside rosbags / its storage libraries while messages are read.

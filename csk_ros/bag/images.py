@@ -7,10 +7,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..compressed import payload_kind
-from ..image_conversion import ImageDecodeError, image_to_array
-from ..pairing import EoBuffer, stamp_seconds
-from .bagio import COMPRESSED, IMAGE, BagError, MessageFactory, Topics, atomic_writer, find_topic, open_reader
+from csk_ros.bag.bagio import (
+    COMPRESSED,
+    IMAGE,
+    BagError,
+    MessageFactory,
+    Topics,
+    atomic_writer,
+    find_topic,
+    open_reader,
+)
+from csk_ros.imaging.compressed import payload_kind
+from csk_ros.imaging.ros_image import ImageDecodeError, image_to_array
+from csk_ros.logic.pairing import EoBuffer, stamp_seconds
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 START_NS = 1_700_000_000 * 1_000_000_000  # a fixed first stamp: the same folders give the same bag

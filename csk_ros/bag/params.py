@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ..node_config import NodeConfig, build_config
+from csk_ros.logic.config import NodeConfig, build_config
 
 NODE_KEYS = ("/**", "segment_node", "/segment_node", "**")
 

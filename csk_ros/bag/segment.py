@@ -16,11 +16,11 @@ import json
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from ..image_conversion import ImageDecodeError
-from ..meters import percentiles
-from ..pairing import PairStatus, stamp_seconds
-from ..pipeline import IrJob, SegmentationPipeline
-from .bagio import IMAGE, Topics
+from csk_ros.bag.bagio import IMAGE, Topics
+from csk_ros.imaging.ros_image import ImageDecodeError
+from csk_ros.logic.meters import percentiles
+from csk_ros.logic.pairing import PairStatus, stamp_seconds
+from csk_ros.pipeline import IrJob, SegmentationPipeline
 
 STRING = "std_msgs/msg/String"
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from csk_ros.thermal import ThermalScaling
+from csk_ros.imaging.thermal import ThermalScaling
 
 from .augment import PairedAugment, _size_pair, parse_augment_config, resize_sample
 from .classes import (

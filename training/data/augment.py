@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from csk_ros.frames import resize_linear
+from csk_ros.imaging.frames import resize_linear
 
 from .classes import IGNORE_INDEX
 
@@ -112,7 +112,7 @@ def resize_sample(sample: dict, size: tuple[int, int] | None) -> dict:
     if sample["eo"].shape[:2] == (height, width):
         return sample
     out = dict(sample)
-    # The node resizes camera frames with the same function (csk_ros.frames).
+    # The node resizes camera frames with the same function (csk_ros.imaging.frames).
     out["eo"] = resize_linear(sample["eo"], (height, width))
     out["ir"] = resize_linear(sample["ir"], (height, width))
     out["label"] = _resize_label(sample["label"], height, width)

@@ -5,7 +5,7 @@ label int64, name, is_night). They check at construction that every listed
 file exists, so a broken download fails before the first epoch, not hours
 into it, and every error names the path and the layout that was expected.
 
-Thermal images of any depth go through csk_ros.thermal.scale_thermal_to_uint8
+Thermal images of any depth go through csk_ros.imaging.thermal.scale_thermal_to_uint8
 with the configured rule: the node scales live IR the same way, so training
 and deployment see the same 8-bit IR.
 """
@@ -17,7 +17,7 @@ import os
 import cv2
 import numpy as np
 
-from csk_ros.thermal import ThermalScaling, scale_thermal_to_uint8
+from csk_ros.imaging.thermal import ThermalScaling, scale_thermal_to_uint8
 
 from .classes import IGNORE_INDEX, MFNET_CLASSES, MFNET_PALETTE, PST900_CLASSES, PST900_PALETTE
 

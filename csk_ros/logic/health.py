@@ -11,7 +11,7 @@ Rules
   * Stale: no frame for the stream's stale limit = max(timeout, ``stale_periods``
     x the stream's frame period) -- ``eo_timeout_s`` / ``ir_timeout_s`` and the
     periods given to ``set_periods`` (the node estimates them from the stamps,
-    csk_ros/stream_loss.py). Both must pass, so a lossy but alive stream does not
+    csk_ros/logic/stream_loss.py). Both must pass, so a lossy but alive stream does not
     go stale: with random loss p a live stream shows k missing frames in a row
     with probability p**k per frame, and k = 10 keeps that below 1e-5 at 30 %
     loss (0.3**10 = 6e-6: less than once an hour at 30 Hz). At 30 Hz the
@@ -43,13 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from .modes import HEALTH_REASONS
+from csk_ros.logic.modes import HEALTH_REASONS
 
 MODES = ("fused", "ir_only", "no_input")
 #: Float tolerance of the timeout boundaries: "stale at exactly eo_timeout_s"
 #: holds within 1 us (float seconds of an epoch time resolve ~0.24 us).
 TIME_EPS = 1e-6
-REASONS = tuple(r.value for r in HEALTH_REASONS)  # the monitor's reasons; csk_ros/modes.py is their home
+REASONS = tuple(r.value for r in HEALTH_REASONS)  # the monitor's reasons; csk_ros/logic/modes.py is their home
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .frames import resize_nearest
+from csk_ros.imaging.frames import resize_nearest
 
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "class", "confidence"],
                         "formats": ["<f4", "<f4", "<f4", "u1", "u1"],

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import Bundle, atomic_write_bytes
-from .trt_build import DEFAULT_CALIB_IMAGES, EngineBuildError, cuda_check, expected_io, import_cudart, import_tensorrt
+from csk_ros.bundle import Bundle, atomic_write_bytes
+from csk_ros.trt_build import (
+    DEFAULT_CALIB_IMAGES,
+    EngineBuildError,
+    cuda_check,
+    expected_io,
+    import_cudart,
+    import_tensorrt,
+)
 
 # --------------------------------------------------------------------------- INT8 calibration data
 
@@ -90,7 +97,7 @@ def calibration_batches(images_dir, height: int, width: int, inputs: tuple[str, 
     resizing, as in training. The graphs normalise internally, so these raw camera
     bytes are exactly what the engine sees at run time. The folder is listed (and
     a bad folder reported) at call time; images are read lazily, one per step."""
-    from .thermal import ThermalScaling, scale_thermal_to_uint8
+    from csk_ros.imaging.thermal import ThermalScaling, scale_thermal_to_uint8
 
     inputs = tuple(inputs)
     unknown = [i for i in inputs if i not in ("eo", "ir")]

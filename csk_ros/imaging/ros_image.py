@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from csk_ros.thermal import ThermalScaling, scale_thermal_to_uint8
+from csk_ros.imaging.thermal import ThermalScaling, scale_thermal_to_uint8
 
 __all__ = [
     "DECODE_REASONS",

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .health import HealthParams
-from .thermal import ThermalScaling
+from csk_ros.imaging.thermal import ThermalScaling
+from csk_ros.logic.health import HealthParams
 
 
 @dataclass(frozen=True)
@@ -227,5 +227,5 @@ def parameter_table_markdown() -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # python -m csk_ros.node_config: print the table (docs/ros_interface.md)
+if __name__ == "__main__":  # python -m csk_ros.logic.config: print the table (docs/ros_interface.md)
     print(parameter_table_markdown(), end="")

@@ -30,8 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .image_conversion import DEFAULT_SIZE_GUARD, ImageDecodeError, MaxSizeGuard
-from .thermal import ThermalScaling, scale_thermal_to_uint8
+from csk_ros.imaging.ros_image import DEFAULT_SIZE_GUARD, ImageDecodeError, MaxSizeGuard
+from csk_ros.imaging.thermal import ThermalScaling, scale_thermal_to_uint8
 
 __all__ = ["COMPRESSED_REASONS", "compressed_to_ir8", "compressed_to_rgb8", "payload_kind"]
 

@@ -28,7 +28,7 @@ class Mode(_Text):
 
 
 class Reason(_Text):
-    # the EO health monitor's decision (csk_ros/health.py)
+    # the EO health monitor's decision (csk_ros/logic/health.py)
     EO_HEALTHY = "eo_healthy"
     EO_STALE = "eo_stale"
     EO_DARK = "eo_dark"
@@ -38,7 +38,7 @@ class Reason(_Text):
     EO_RECOVERING = "eo_recovering"
     IR_STALE = "ir_stale"
     STARTUP = "startup"
-    # per-frame fallbacks while the monitor says fused (csk_ros/pipeline.py, csk_ros/mode_report.py)
+    # per-frame fallbacks while the monitor says fused (csk_ros/pipeline.py, csk_ros/logic/mode_report.py)
     EO_UNPAIRED = "eo_unpaired"
     EO_SIZE_MISMATCH = "eo_size_mismatch"
     NO_FUSED_GRAPH = "no_fused_graph"
