@@ -267,3 +267,19 @@ def test_params_file_is_read_with_the_nodes_rules(tmp_path, tiny_bundle, stream_
 def test_the_module_runs_as_a_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "csk_ros.bag", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "segment" in proc.stdout and "from-images" in proc.stdout
+
+
+def test_a_write_error_surfaces_and_leaves_nothing(tmp_path):
+    from csk_ros.bag.stages import WriteBehind
+
+    out = tmp_path / "out"
+    topics = WriteBehind(out, "mcap", MessageFactory())
+    topics.write("/x", "std_msgs/msg/String", MessageFactory().string("fine"), 1)
+    topics.write("/y", "no_such_pkg/msg/Nothing", MessageFactory().string("bad"), 2)
+    with pytest.raises(Exception, match="no_such_pkg"):
+        topics.close()
+    assert not out.exists() and not list(tmp_path.iterdir())
+    topics = WriteBehind(out, "sqlite3", MessageFactory())  # the thread owns sqlite3's connection
+    topics.write("/x", "std_msgs/msg/String", MessageFactory().string("fine"), 1)
+    topics.abort()
+    assert not out.exists() and not list(tmp_path.iterdir())

@@ -10,10 +10,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from csk_ros.backends import BACKENDS, load_bundle
-from csk_ros.bag.bagio import STORAGES, BagError, MessageFactory, Topics, atomic_writer, find_topic, open_reader
+from csk_ros.bag.bagio import STORAGES, BagError, MessageFactory, find_topic, open_reader
 from csk_ros.bag.images import from_images, to_images
 from csk_ros.bag.params import offline_config
 from csk_ros.bag.segment import OfflineSegmenter, print_summary, summary_json
+from csk_ros.bag.stages import ReadAhead, WriteBehind
 from csk_ros.bundle import BundleError
 from csk_ros.logic.labels import class_list_json
 from csk_ros.pipeline import SegmentationPipeline
@@ -43,8 +44,8 @@ def _segment(args) -> int:
         factory = MessageFactory()
         t_start = time.monotonic()
         try:
-            with atomic_writer(args.output, args.storage) as writer:
-                topics = Topics(writer, factory)
+            topics = WriteBehind(args.output, args.storage, factory)
+            try:
                 pipeline = SegmentationPipeline(config, segmenter)
                 offline = OfflineSegmenter(pipeline, topics, args.node_name, args.diagnostics_period)
                 bundle = segmenter.bundle
@@ -52,30 +53,30 @@ def _segment(args) -> int:
                     bundle.class_names, config.confidence_threshold, config.low_confidence_policy, bundle.palette))
                 t_last = reader.start_time * NS
                 bar = tqdm(total=total, unit="msg", desc="segment", disable=args.quiet, file=sys.stderr)
-                messages = reader.messages(connections=connections)
-                while True:
-                    try:
-                        connection, t_ns, raw = next(messages)
-                    except StopIteration:
-                        break
-                    except READ_ERRORS as exc:  # a recording cut off mid-write: keep what was read, say so
-                        offline.summary.bag_truncated = f"reading stopped after {bar.n} messages: {exc}"
-                        break
-                    t_last = max(t_last, t_ns * NS)
-                    stream = stream_of[connection.topic]
-                    try:
-                        msg = reader.deserialize(raw, connection.msgtype)
-                    except READ_ERRORS:
-                        offline.undecodable(stream, "deserialize")
-                    else:
-                        offline.on_message(stream, msg, t_ns * NS)
-                        if args.copy_inputs:
-                            topics.write_raw(connection.topic, connection, raw, t_ns)
-                    bar.update()
-                    bar.set_postfix(ir_fps=f"{offline.summary.masks / max(time.monotonic() - t_start, 1e-9):.1f}",
-                                    refresh=False)
+                ahead = ReadAhead(reader, reader.messages(connections=connections), stream_of, pipeline.decode,
+                                  READ_ERRORS)
+                try:
+                    for stream, connection, t_ns, raw, msg, decoded in ahead:
+                        t_last = max(t_last, t_ns * NS)
+                        if msg is None:
+                            offline.undecodable(stream, "deserialize")
+                        else:
+                            offline.on_message(stream, msg, t_ns * NS, decoded)
+                            if args.copy_inputs:
+                                topics.write_raw(connection.topic, connection, raw, t_ns)
+                        bar.update()
+                        bar.set_postfix(ir_fps=f"{offline.summary.masks / max(time.monotonic() - t_start, 1e-9):.1f}",
+                                        refresh=False)
+                finally:
+                    ahead.close()
+                if ahead.error is not None:  # a recording cut off mid-write: keep what was read, say so
+                    offline.summary.bag_truncated = f"reading stopped after {bar.n} messages: {ahead.error}"
                 bar.close()
                 summary = offline.finish(t_last)
+            except BaseException:
+                topics.abort()  # a failed or interrupted run leaves no output
+                raise
+            topics.close()
         finally:
             segmenter.close()
     summary.wall_s = time.monotonic() - t_start

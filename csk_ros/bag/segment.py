@@ -105,17 +105,22 @@ class OfflineSegmenter:
         return self.queue[0].arrival_wall + self.core.config.sync_slop_s
 
     # ---------------------------------------------------------------- messages
-    def on_message(self, stream: str, msg, t: float) -> None:
-        """One input message (deserialised) of `stream` received at bag time t."""
+    def on_message(self, stream: str, msg, t: float, decoded=None) -> None:
+        """One input message (deserialised) of `stream` received at bag time t; `decoded`: the result of
+        core.decode(stream, msg) when it was decoded ahead ((image, ms) or the ImageDecodeError)."""
         self._advance(t)
         self.summary.messages_read += 1
         self.core.arrived(stream, t)
-        try:
-            image, decode_ms = self.core.decode(stream, msg)
-        except ImageDecodeError as exc:
-            (self.core.eo_rejected(msg.header, t, exc) if stream == "eo" else
-             self.core.ir_rejected(msg.header, t, exc))
+        if decoded is None:
+            try:
+                decoded = self.core.decode(stream, msg)
+            except ImageDecodeError as exc:
+                decoded = exc
+        if isinstance(decoded, ImageDecodeError):
+            (self.core.eo_rejected(msg.header, t, decoded) if stream == "eo" else
+             self.core.ir_rejected(msg.header, t, decoded))
             return
+        image, decode_ms = decoded
         self.summary.decoded[stream] += 1
         if stream == "eo":
             if self.core.eo_frame(msg.header, image, t, decode_ms):
