@@ -134,6 +134,11 @@ VARIANTS = {
                              ("loss.kd_feature_ir_only=0", "loss.kd_logit_ir_only=0"), ("fused", "ir_only"),
                              teacher=True),
 }
+# The real-data study's config (mfnet_cpu.yaml) has no IR-only KD (the sweep chose it), so there the
+# ablation runs the other way: the code's default IR-only KD weights put back.
+WITH_IR_ONLY_KD = Variant("CSK-Net, with KD into the IR-only pass (code defaults)", "csk",
+                          ("loss.kd_feature_ir_only=1.0", "loss.kd_logit_ir_only=0.5"), ("fused", "ir_only"),
+                          teacher=True)
 # The recorded sweep of the real-data study (item 3 of the MFNet issue): CSK-Net
 # candidates trained in setting "tune" only (train minus every 5th frame,
 # selected and scored on that hold-out, never on val). Every candidate tried is
@@ -155,6 +160,7 @@ SWEEP = {
                                          "data.augment.ir_jitter={gain: 0.2, offset: 10}"), ("ir_only",)),
 }
 VARIANTS.update(SWEEP)
+VARIANTS["with_ir_only_kd"] = WITH_IR_ONLY_KD
 # Loss keys that start with kd_ but configure KD rather than weigh a term.
 KD_SETTINGS = ("temperature", "confidence", "threshold")
 
@@ -171,7 +177,7 @@ def kd_off_overrides() -> tuple[str, ...]:
 
 # setting: (overrides, variants run in it)
 SETTINGS = {
-    "full": ((), tuple(v for v in VARIANTS if v not in SWEEP)),
+    "full": ((), tuple(v for v in VARIANTS if v not in SWEEP and v != "with_ir_only_kd")),
     "low_data": (("data.num_train=128",), ("eo_teacher", "ir_baseline", "csk_full")),
 }
 STEPS, TEACHER_STEPS = 384, 576
@@ -190,7 +196,8 @@ QUICK_SETTING_OVERRIDES = {"low_data": ("data.num_train=8",)}
 # hold-out, so configurations are compared without looking at val.
 MFNET_CONFIG = REPO / "training" / "configs" / "mfnet_cpu.yaml"
 MFNET_SETTINGS = {
-    "full": ((), tuple(v for v in VARIANTS if v not in SWEEP)),
+    "full": ((), tuple("with_ir_only_kd" if v == "no_ir_only_kd" else v
+                       for v in VARIANTS if v not in SWEEP and v != "with_ir_only_kd")),
     "tune": (("train.eval_split=holdout", "train.holdout_stride=5"),
              ("eo_teacher", "ir_baseline", "csk_full", "no_ir_only_kd") + tuple(SWEEP)),
 }
