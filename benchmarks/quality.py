@@ -686,7 +686,7 @@ def bar_chart(rows, path: Path, num_train: dict, study: Study = STUDIES["synthet
 
 
 def report(results: ResultsFile, runs: list[Run], out: Path, meta: dict, counts: dict,
-           study: Study = STUDIES["synthetic"]) -> dict:
+           study: Study = STUDIES["synthetic"], name: str = "quality") -> dict:
     results.reload()  # other processes of the same study may have added seeds
     keys = {r.key for r in runs}
     records = [rec for key, rec in results.records.items() if key in keys]
@@ -710,11 +710,11 @@ def report(results: ResultsFile, runs: list[Run], out: Path, meta: dict, counts:
                     [[c["setting"], c["target"], c["value"], "yes" if c["met"] else "no"] for c in checks])
     payload = {"meta": meta, "counts": counts, "rows": rows, "targets": checks,
                "runs": sorted(records, key=lambda r: (r["setting"], r["variant"], r["seed"]))}
-    write_json(out / "quality.json", payload)
-    (out / "quality.md").write_text(markdown(rows, checks, meta, study))
+    write_json(out / f"{name}.json", payload)
+    (out / f"{name}.md").write_text(markdown(rows, checks, meta, study))
     if rows:
-        bar_chart(rows, out / "quality.png", meta["num_train"], study)
-    print(f"\nwrote {out / 'quality.json'}, {out / 'quality.md'}, {out / 'quality.png'}; results file {results.path}")
+        bar_chart(rows, out / f"{name}.png", meta["num_train"], study)
+    print(f"\nwrote {out / name}.json, .md, .png; results file {results.path}")
     return payload
 
 
@@ -744,6 +744,9 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-steps", type=int, help=f"training steps of the EO teacher (default {TEACHER_STEPS}; "
                                                      "mfnet 400)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: report the selected runs as runs.json records them (whatever config "
+                        "they were trained with), into report_<settings>.{json,md,png}")
     p.add_argument("overrides", nargs="*", help="extra config overrides for every run, e.g. train.batch_size=4")
     args = p.parse_args(argv)
     study = STUDIES[args.dataset]
@@ -762,7 +765,7 @@ def main(argv=None) -> int:
         if not runs:
             raise ValueError("nothing to run: no selected variant belongs to a selected setting")
         results = ResultsFile(out / "runs.json")
-        counts = execute(runs, results, args.device, study=study)
+        counts = {"report_only": True} if args.report_only else execute(runs, results, args.device, study=study)
         cfg0 = resolved_config(runs[0], None)
         num_train = {r.setting: _train_images(r) for r in runs if r.variant != "eo_teacher"}
     except (FileNotFoundError, ValueError) as exc:
@@ -778,7 +781,8 @@ def main(argv=None) -> int:
                      + "{}x{} images".format(*size),
             "num_train": num_train, "extra_overrides": list(args.overrides), "variants": variants,
             "settings": settings, "data_root": cfg0["data"].get("root")}
-    report(results, runs, out, meta, counts, study)
+    report(results, runs, out, meta, counts, study, name=f"report_{'_'.join(settings)}" if args.report_only
+           else "quality")
     return 0
 
 

@@ -150,3 +150,14 @@ def test_aggregate_uses_sample_std_and_targets_need_a_gap_beyond_both_stds():
     records += [_record("csk_full", ["fused", "ir_only"], s, v) for s, v in enumerate((0.40, 0.43, 0.46))]
     ir_target = next(t for t in quality.targets(quality.aggregate(records)) if "IR baseline + 2" in t["target"])
     assert ir_target["met"] is False  # +2.0 mean gap, but within the student's std of 3.0
+
+
+def test_report_only_trains_nothing_and_reports_what_runs_json_holds(tmp_path):
+    assert quality.main(["--quick", "--seeds", "1", "--variants", "ir_baseline", "--settings", "full",
+                         "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "runs.json").read_text()
+    assert quality.main(["--quick", "--seeds", "0,1", "--variants", "ir_baseline,early_fusion", "--settings", "full",
+                         "--out", str(tmp_path), "--report-only"]) == 0
+    assert (tmp_path / "runs.json").read_text() == before  # nothing trained
+    report = json.loads((tmp_path / "report_full.json").read_text())
+    assert [(r["variant"], r["seeds"]) for r in report["rows"]] == [("ir_baseline", [0])]
