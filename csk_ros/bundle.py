@@ -224,26 +224,3 @@ def _graph_record(root: Path, name: str, rec: dict, where: str, verify_hashes: b
         raise BundleError(f"{where}: sha256 of {path.name} does not match the manifest (file changed or "
                           f"corrupt); {fix}")
     return record
-
-
-def engine_problems(engine: EngineRecord, bundle: Bundle, tensorrt_version: str, gpu_name: str,
-                    compute_capability: str, check_file_hash: bool = True) -> list[str]:
-    """Why `engine` cannot run here (empty list: it can). TensorRT engines are
-    tied to the TensorRT version and GPU they were built with, and to the
-    ONNX graph they came from."""
-    problems = []
-    graph = bundle.source_graph(engine.graph, engine.precision)  # an int8 engine comes from the QDQ graph
-    if engine.onnx_sha256 != graph.sha256:
-        problems.append(f"{engine.path.name} was built from a different {graph.path.name} (ONNX hash changed); "
-                        "rebuild it with `python -m engines.build`")
-    if engine.tensorrt_version != tensorrt_version:
-        problems.append(f"{engine.path.name} was built with TensorRT {engine.tensorrt_version}, this machine runs "
-                        f"{tensorrt_version}; rebuild it here")
-    if engine.compute_capability != str(compute_capability) or engine.gpu_name != gpu_name:
-        problems.append(f"{engine.path.name} was built for {engine.gpu_name} (sm {engine.compute_capability}), this "
-                        f"GPU is {gpu_name} (sm {compute_capability}); rebuild it here")
-    if not engine.path.is_file():
-        problems.append(f"engine file missing: {engine.path}")
-    elif check_file_hash and sha256_of(engine.path) != engine.sha256:
-        problems.append(f"{engine.path.name} does not match its recorded sha256 (truncated or corrupt); rebuild it")
-    return problems

@@ -38,10 +38,8 @@ import sys
 from pathlib import Path
 
 from csk_ros.bundle import PRECISIONS, BundleError, load_manifest
-from csk_ros.trt_build import (DEFAULT_CALIB_IMAGES, DEFAULT_WORKSPACE_MB, INSTALL_HINT, EngineBuildError,
-                               build_and_record, build_engine_bytes, calibration_cache_path, engine_file_name,
-                               explicit_int8, inspect_engine_bytes, qdq_problems, source_graph, trtexec_command,
-                               uint8_intermediate_problems)
+from csk_ros.trt_build import DEFAULT_CALIB_IMAGES, DEFAULT_WORKSPACE_MB, INSTALL_HINT, EngineBuildError, build_and_record, build_engine_bytes, calibration_cache_path, engine_file_name, inspect_engine_bytes, source_graph, trtexec_command
+from csk_ros.backends.engine_check import explicit_int8, qdq_problems, uint8_intermediate_problems
 from engines.trt_calibration import calibration_sources, make_entropy_calibrator
 
 VIAS = ("tensorrt", "torch-tensorrt")

@@ -12,14 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from csk_ros.bundle import Bundle, atomic_write_bytes
-from csk_ros.trt_build import (
-    DEFAULT_CALIB_IMAGES,
-    EngineBuildError,
-    cuda_check,
-    expected_io,
-    import_cudart,
-    import_tensorrt,
-)
+from csk_ros.trt_build import DEFAULT_CALIB_IMAGES, EngineBuildError, cuda_check, import_cudart, import_tensorrt
+from csk_ros.backends.engine_check import expected_io
 
 # --------------------------------------------------------------------------- INT8 calibration data
 

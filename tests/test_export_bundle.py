@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from csk_ros.backends import load_bundle
-from csk_ros.bundle import BundleError, EngineRecord, engine_problems, load_manifest, sha256_of
+from csk_ros.backends.engine_check import engine_problems
+from csk_ros.bundle import BundleError, EngineRecord, load_manifest, sha256_of
 from engines.export import ExportError, export_bundle, sample_inputs
 from engines.graphs import DeployGraph
 from training.checkpoint import model_from_checkpoint

@@ -12,8 +12,8 @@ import numpy as np
 from conftest import FIXTURE_BUNDLE, HAVE_TORCH
 
 from csk_ros.backends import load_bundle
+from csk_ros.backends.engine_check import uint8_intermediate_problems
 from csk_ros.bundle import GRAPH_INPUTS, GRAPH_OUTPUTS, load_manifest
-from csk_ros.trt_build import uint8_intermediate_problems
 from engines.verify import synthetic_frames
 
 REGENERATE = "the exporter changed: run `.venv/bin/python tests/fixtures/make_fixtures.py` and commit the result"

@@ -8,7 +8,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from csk_ros.bundle import BundleError, EngineRecord, engine_problems, load_manifest, sha256_of
+from csk_ros.backends.engine_check import engine_problems
+from csk_ros.bundle import BundleError, EngineRecord, load_manifest, sha256_of
 
 HERE = ("10.8.0", "Orin", "8.7")
 

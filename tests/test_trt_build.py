@@ -19,7 +19,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from csk_ros.bundle import BundleError, atomic_write_bytes, engine_problems, load_manifest, sha256_of
+from csk_ros.backends.engine_check import (
+    engine_problems,
+    expected_io,
+    io_problems,
+    select_engine,
+    uint8_intermediate_problems,
+)
+from csk_ros.bundle import BundleError, atomic_write_bytes, load_manifest, sha256_of
 from csk_ros.trt_build import (
     INSTALL_HINT,
     EngineBuildError,
@@ -27,14 +34,10 @@ from csk_ros.trt_build import (
     calibration_cache_path,
     cuda_check,
     engine_file_name,
-    expected_io,
     format_parser_error,
     gpu_slug,
-    io_problems,
     record_engine,
-    select_engine,
     trtexec_command,
-    uint8_intermediate_problems,
 )
 from engines.trt_calibration import calibration_batches
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from csk_ros.backends.engine_check import int8_graph_problem
 from csk_ros.backends.onnxruntime_backend import OnnxRuntimeRunner
 from csk_ros.bundle import Bundle, BundleError, load_manifest
 
@@ -90,16 +91,6 @@ def _tensorrt_runner(bundle: Bundle, rebuild: bool, log=None, precision: str = "
                           precision="int8" if precision == "int8" else None)
 
 
-def int8_graph_problem(bundle: Bundle) -> str | None:
-    """Why the bundle cannot run in int8 under ONNX Runtime (None: it can)."""
-    missing = [g for g in _runtime_graphs(bundle) if g not in bundle.quantized]
-    if not missing:
-        return None
-    return (f"precision 'int8' needs the bundle's INT8 QDQ graphs, but {bundle.root} has none for "
-            f"{', '.join(missing)}; create them with `python -m engines.quantize --bundle {bundle.root}` "
-            "or run with precision 'fp32'")
-
-
 def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: bool = True,
                 intra_op_threads: int = 0, inter_op_threads: int = 0, providers: list[str] | None = None,
                 log=None, ort_spinning: bool = False, precision: str = "fp32") -> Segmenter:
@@ -118,7 +109,8 @@ def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: boo
         raise ValueError(f"precision must be one of {RUNTIME_PRECISIONS}, got {precision!r}")
     bundle = load_manifest(path)
     if precision == "int8" and backend != "tensorrt":
-        problem = int8_graph_problem(bundle)  # checked before TensorRT so "auto" cannot fall back into it later
+        # checked before TensorRT so "auto" cannot fall back into it later
+        problem = int8_graph_problem(bundle, _runtime_graphs(bundle))
         if problem:
             raise BundleError(problem)
     fallback_reason = None

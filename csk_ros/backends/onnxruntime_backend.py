@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from csk_ros.backends.engine_check import onnxruntime_io_problems
 from csk_ros.bundle import Bundle, BundleError
 
 
@@ -42,26 +43,15 @@ class OnnxRuntimeRunner:
                 session = ort.InferenceSession(str(record.path), sess_options=options, providers=providers)
             except Exception as exc:  # ORT raises its own exception types for corrupt models
                 raise BundleError(f"ONNX Runtime cannot load {record.path}: {exc}") from exc
-            self._check_io(session, record, bundle)
+            problems = onnxruntime_io_problems(session, record, bundle)
+            if problems:
+                raise BundleError(problems[0])
             self.sessions[graph] = session
         self.providers = self.sessions[graphs[0]].get_providers()
         self.info = {"backend": "onnxruntime", "providers": self.providers,
                      "intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads,
                      "allow_spinning": allow_spinning, "precision": precision,
                      "graph_files": {g: bundle.source_graph(g, precision).path.name for g in self.sessions}}
-
-    @staticmethod
-    def _check_io(session, record, bundle: Bundle) -> None:
-        inputs = {i.name: i for i in session.get_inputs()}
-        outputs = tuple(o.name for o in session.get_outputs())
-        if tuple(inputs) != record.inputs or outputs != record.outputs:
-            raise BundleError(f"{record.path.name}: graph I/O {tuple(inputs)} -> {outputs} differs from the "
-                              f"manifest {record.inputs} -> {record.outputs}")
-        expected = {"eo": [1, bundle.height, bundle.width, 3], "ir": [1, bundle.height, bundle.width]}
-        for name, arg in inputs.items():
-            if list(arg.shape) != expected[name] or arg.type != "tensor(uint8)":
-                raise BundleError(f"{record.path.name}: input '{name}' is {arg.type} {arg.shape}, the manifest "
-                                  f"says uint8 {expected[name]}")
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         mask, confidence = self.sessions[graph].run(None, feeds)

@@ -22,6 +22,7 @@ import threading
 
 import numpy as np
 
+from csk_ros.backends.engine_check import expected_io, explicit_int8, io_problems, select_engine
 from csk_ros.bundle import Bundle, BundleError
 from csk_ros.trt_build import (
     CUDA_PYTHON_PINS,
@@ -31,14 +32,10 @@ from csk_ros.trt_build import (
     build_engine_bytes,
     cuda_check,
     engine_io,
-    expected_io,
-    explicit_int8,
     import_cudart,
     import_tensorrt,
     inspect_engine_bytes,
-    io_problems,
     rebuild_precision,
-    select_engine,
 )
 
 trt = import_tensorrt()  # ImportError (with the install hint) when absent
