@@ -1,0 +1,121 @@
+"""Test double of cuda-python's runtime module: (error, value) tuples, ctypes memory."""
+import ctypes
+import enum
+import os
+
+
+class cudaError_t(enum.IntEnum):
+    cudaSuccess = 0
+    cudaErrorInsufficientDriver = 35
+    cudaErrorNoDevice = 100
+
+
+class cudaMemcpyKind(enum.IntEnum):
+    cudaMemcpyHostToHost = 0
+    cudaMemcpyHostToDevice = 1
+    cudaMemcpyDeviceToHost = 2
+
+
+OK = cudaError_t.cudaSuccess
+LIVE = {}
+
+
+def _alloc(n):
+    buf = ctypes.create_string_buffer(max(int(n), 1))
+    LIVE[ctypes.addressof(buf)] = buf
+    return ctypes.addressof(buf)
+
+
+def cudaMalloc(n):
+    return OK, _alloc(n)
+
+
+def cudaMallocHost(n):
+    return OK, _alloc(n)
+
+
+def cudaFree(p):
+    LIVE.pop(int(p))
+    return (OK,)
+
+
+def allocation_size(p):
+    """Test helper (not cuda-python): bytes from p to the end of its allocation, 0 if p is not allocated."""
+    for base, buf in LIVE.items():
+        if base <= int(p) < base + ctypes.sizeof(buf):
+            return base + ctypes.sizeof(buf) - int(p)
+    return 0
+
+
+cudaFreeHost = cudaFree
+
+
+STREAMS = set()
+
+
+class cudaStream_t:
+    """Like cuda-python's: int() is the handle, getPtr() the address of its storage."""
+
+    def __init__(self):
+        self._storage = _alloc(8)
+        self._handle = _alloc(8)
+        STREAMS.add(self._handle)
+
+    def __int__(self):
+        return self._handle
+
+    __index__ = __int__
+
+    def getPtr(self):
+        return self._storage
+
+
+def cudaStreamCreate():
+    return OK, cudaStream_t()
+
+
+def cudaStreamSynchronize(stream):
+    return (OK,)
+
+
+def cudaStreamDestroy(stream):
+    STREAMS.discard(int(stream))
+    LIVE.pop(int(stream))
+    LIVE.pop(stream.getPtr())
+    return (OK,)
+
+
+def cudaMemcpyAsync(dst, src, n, kind, stream):
+    assert isinstance(stream, cudaStream_t)
+    ctypes.memmove(int(dst), int(src), int(n))
+    return (OK,)
+
+
+def cudaMemcpy(dst, src, n, kind):
+    ctypes.memmove(int(dst), int(src), int(n))
+    return (OK,)
+
+
+def cudaGetDeviceCount():
+    return (OK, 0 if os.environ.get("FAKE_CUDA_NO_DEVICE") else 1)
+
+
+def cudaGetDevice():
+    if os.environ.get("FAKE_CUDA_NO_DEVICE"):
+        return cudaError_t.cudaErrorNoDevice, 0
+    if os.environ.get("FAKE_CUDA_OLD_DRIVER"):  # cuda-bindings 13 on a CUDA 12 driver
+        return cudaError_t.cudaErrorInsufficientDriver, 0
+    return OK, 0
+
+
+class cudaDeviceProp:
+    name = b"Fake GPU 9000" + bytes(243)
+    major, minor = 8, 7
+
+    @property
+    def multiProcessorCount(self):
+        return int(os.environ.get("FAKE_CUDA_SM_COUNT", "16"))
+
+
+def cudaGetDeviceProperties(device):
+    return OK, cudaDeviceProp()
