@@ -133,7 +133,18 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+# tests/<folder>/ -> marker: select with -m (e.g. `pytest -m "not ros and not gpu"`)
+FOLDER_MARKERS = {"unit": "unit", "ros": "ros", "offline": "offline", "deploy": "deploy", "gpu": "gpu"}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        folder = Path(str(item.path)).parent.name
+        if folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
+        if HAVE_TORCH and (test_file_torch_chain(Path(str(item.path))) or
+                           TORCH_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            item.add_marker("torch")
     if HAVE_TORCH:
         return
     keep, drop = [], []

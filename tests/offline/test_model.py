@@ -285,8 +285,7 @@ def test_fused_statistics_are_buffers_outside_the_ir_only_graph():
 def test_checkpoints_without_fused_statistics_still_load(tmp_path):
     """Checkpoints written before the fused pass had its own BN statistics load,
     with the fused statistics starting from the (then shared) running ones."""
-    from conftest import tiny_config
-
+    from tests.conftest import tiny_config
     from training.checkpoint import model_from_checkpoint, save_checkpoint
 
     net = build_model(tiny_config()["model"])

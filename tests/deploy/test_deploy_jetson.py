@@ -15,7 +15,7 @@ import pytest
 
 from csk_ros.trt_build import CUDA_PYTHON_PINS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "deploy_jetson.sh"
 
 RELEASES = {  # first line of /etc/nv_tegra_release

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
 
 from csk_ros.imaging.frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
 from csk_ros.logic.config import PARAMS, SPECS, build_config
+from tests.conftest import ROOT
 
 
 def test_shipped_yaml_declares_exactly_the_node_parameters():

@@ -25,7 +25,7 @@ from csk_ros.imaging.ros_image import (  # noqa: E402
 )
 from csk_ros.imaging.thermal import ThermalScaling, scale_thermal_to_uint8  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RNG = np.random.default_rng(1234)
 H, W = 6, 7  # odd width: no accidental alignment
 

@@ -17,7 +17,7 @@ from engines.export import sample_inputs
 from engines.onnx_cost import onnx_cost
 from engines.quantize import QuantizeError, float_nodes, quantize_bundle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUIET = dict(num_images=8, val_images=4, log=lambda *_: None)
 
 

@@ -15,7 +15,7 @@ import pytest
 from tests.support import label_info_peer as peer
 from tests.support.build_vision_msgs import ensure_vision_msgs, missing_toolchain, type_hash
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # RIHS01 of vision_msgs/msg/LabelInfo as rosidl_generator_type_description (Kilted, 4.9.5) computes it from the
 # upstream ros-perception/vision_msgs LabelInfo.msg + VisionClass.msg (ros2 branch, 4.1.1). Comments and the

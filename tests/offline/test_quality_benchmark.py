@@ -11,6 +11,8 @@ from benchmarks import quality
 from training.checkpoint import load_checkpoint
 from training.data.classes import MFNET_CLASSES
 
+pytestmark = pytest.mark.slow
+
 QUICK = ["--quick", "--seeds", "1", "--variants", "eo_teacher,csk_full", "--settings", "full"]
 
 

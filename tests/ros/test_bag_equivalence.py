@@ -13,13 +13,16 @@ import json
 import time
 
 import numpy as np
+import pytest
 import yaml
 
 from csk_ros.bag.__main__ import main as bag_main
 from csk_ros.bag.bagio import IMAGE, MessageFactory, Topics, atomic_writer
 from csk_ros.stream_client import Driver, scene, start_node, stop_node
-from tests.test_bag_tool import read_bag
-from tests.test_node_integration import FAST, H, W
+from tests.support.bags import read_bag
+from tests.support.node_harness import FAST, H, W
+
+pytestmark = pytest.mark.slow
 
 PERIOD_S = 0.1
 # healthy, EO outage (IR only), recovery, dark EO, healthy again

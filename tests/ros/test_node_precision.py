@@ -7,7 +7,7 @@ import time
 from csk_ros.bundle import load_manifest
 from csk_ros.stream_client import Driver, start_node, stop_node
 from engines.quantize import quantize_bundle
-from tests.test_node_integration import FAST, Camera
+from tests.support.node_harness import FAST, Camera
 
 
 def test_int8_node_serves_the_quantised_graphs(bundle_copy, ros_env):

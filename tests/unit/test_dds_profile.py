@@ -8,7 +8,7 @@ import pytest
 
 from csk_ros.dds_profile import ENV_VARS, choose_profile, environment_for, shipped_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NS = {"f": "http://www.eprosima.com"}
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import FIXTURE_BUNDLE, HAVE_TORCH
 
 from csk_ros.backends import load_bundle
 from csk_ros.backends.engine_check import uint8_intermediate_problems
 from csk_ros.bundle import GRAPH_INPUTS, GRAPH_OUTPUTS, load_manifest
 from engines.verify import synthetic_frames
+from tests.conftest import FIXTURE_BUNDLE, HAVE_TORCH
 
 REGENERATE = "the exporter changed: run `.venv/bin/python tests/fixtures/make_fixtures.py` and commit the result"
 CONTRACT_KEYS = ("format_version", "class_names", "palette", "input", "outputs", "normalization", "thermal_scaling")

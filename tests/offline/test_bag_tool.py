@@ -11,13 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from rosbags.highlevel import AnyReader
 
 from csk_ros.bag.__main__ import main as bag_main
 from csk_ros.bag.bagio import COMPRESSED, IMAGE, MessageFactory, Topics, atomic_writer
 from csk_ros.stream_client import scene
+from tests.support.bags import pixels, read_bag
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 H, W = 60, 80
 
 
@@ -32,21 +32,6 @@ def write_folders(root: Path, n: int = 12, thermal16: bool = False) -> tuple[Pat
         cv2.imwrite(str(eo_dir / f"{i:05d}D.png"), eo[:, :, ::-1])
         cv2.imwrite(str(ir_dir / f"{i:05d}D.png"), ir)
     return eo_dir, ir_dir
-
-
-def read_bag(path: Path) -> dict[str, list]:
-    """topic -> [(log time ns, message)] with rosbags."""
-    out: dict[str, list] = {}
-    with AnyReader([path]) as reader:
-        for conn, t, raw in reader.messages():
-            out.setdefault(conn.topic, []).append((t, reader.deserialize(raw, conn.msgtype)))
-    return out
-
-
-def pixels(msg) -> np.ndarray:
-    dtype = np.uint16 if msg.encoding.endswith("16") else np.uint8
-    array = np.asarray(msg.data).view(dtype).reshape(msg.height, msg.width, -1)
-    return array[:, :, 0] if array.shape[2] == 1 else array
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from engines.export import ExportError, export_bundle, sample_inputs
 from engines.graphs import DeployGraph
 from training.checkpoint import model_from_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def edit_manifest(bundle: Path, change) -> None:

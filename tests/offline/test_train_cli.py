@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
 
+from tests.conftest import tiny_config
 from training.checkpoint import load_checkpoint, model_from_checkpoint
 from training.config import load_config
 from training.train import main as train_main
 from training.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 TINY_OVERRIDES = [
     "data.size=[48,64]", "data.num_train=16", "data.num_val=8", "data.num_test=8", "data.augment.crop=[48,64]",
     "model.depth=10", "model.width=8", "model.aspp_channels=16", "train.batch_size=4", "train.num_workers=0",

@@ -14,11 +14,9 @@ import numpy as np
 
 from csk_ros.dds_profile import environment_for
 from csk_ros.stream_client import Driver, scene, start_node, stop_node
-from tests import test_node_integration as integration
-from tests.test_node_integration import FAST, PERIOD, Camera, H, W, first_mode, mask_stamps
+from tests.support.node_harness import FAST, PERIOD, Camera, H, W, first_mode, mask_stamps
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-node = integration.node  # the same fixture: a node on the FAST parameters plus a Driver
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROFILE = os.path.join(ROOT, "config", "fastdds_large_frames.xml")
 
 

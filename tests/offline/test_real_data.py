@@ -18,7 +18,7 @@ from training.data import build_dataset
 from training.data.augment import PairedAugment, parse_augment_config
 from training.train import holdout_split
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 H, W = 48, 64
 TRAIN = [f"{i:05d}{'D' if i % 2 else 'N'}" for i in range(1, 13)]  # 6 day, 6 night
 VAL = ["00013D", "00014N", "00015D", "00016N"]

@@ -8,11 +8,11 @@ import json
 
 import numpy as np
 import pytest
-from test_trt_build import _write, add_qdq_records, float_graph, make_fake_bundle
 
 from csk_ros.backends import load_bundle
 from csk_ros.bundle import load_manifest
 from engines import verify
+from tests.support.trt_fixtures import add_qdq_records, float_graph, make_fake_bundle, write_image
 
 
 class Perturbed:
@@ -97,7 +97,7 @@ def test_an_int8_engine_is_compared_with_its_qdq_source(float_bundle):
 def test_real_images_and_unavailable_backends(float_bundle, tmp_path, capsys):
     images = tmp_path / "imgs"
     for i in range(3):
-        _write(images / f"{i}.png", np.full((20, 30, 4), 40 * i, np.uint8))
+        write_image(images / f"{i}.png", np.full((20, 30, 4), 40 * i, np.uint8))
     assert verify.main(["--bundle", str(float_bundle), "--backend", "onnxruntime", "--images", str(images),
                         "--frames", "3"]) == 0
     assert "over 3 frame(s)" in capsys.readouterr().out

@@ -12,7 +12,7 @@ import numpy as np
 from csk_ros.logic.config import build_config, parameter_table_markdown
 from csk_ros.logic.modes import reasons_table_markdown
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INTERFACE = ROOT / "docs" / "ros_interface.md"
 
 

@@ -13,9 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -40,146 +38,27 @@ from csk_ros.trt_build import (
     trtexec_command,
 )
 from engines.trt_calibration import calibration_batches
+from tests.support.trt_fixtures import (  # noqa: F401 - shared with tests/offline and tests/gpu
+    H,
+    W,
+    add_qdq_records,
+    float_graph,
+    identity_graph,
+    make_fake_bundle,
+    qdq_graph,
+    run_build,
+    save_model,
+    u8_info,
+    write_image,
+)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
-H, W = 8, 12
 ORIN = ("10.8.0.43", "NVIDIA Jetson AGX Orin", "8.7")
 NO_TRT = pytest.mark.skipif(HAVE_TRT, reason="tensorrt is installed here; these tests check the behaviour without it")
 
 
 # --------------------------------------------------------------------------- fake bundles
-
-def _u8(name, shape):
-    return helper.make_tensor_value_info(name, TensorProto.UINT8, shape)
-
-
-def _save(model, path: Path) -> None:
-    model.ir_version = 10  # readable by every onnxruntime >= 1.20
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def identity_graph(graph: str, h: int, w: int) -> onnx.ModelProto:
-    """The contract's I/O (uint8 in, mask + confidence uint8 out) with Identity ops."""
-    inputs = [_u8("eo", [1, h, w, 3])] if graph in ("fused", "eo_only") else []
-    inputs += [_u8("ir", [1, h, w])] if graph in ("fused", "ir_only") else []
-    if graph == "eo_only":
-        nodes = [helper.make_node("ReduceMax", ["eo", "axis"], [out], keepdims=0, name=f"max_{out}")
-                 for out in ("mask", "confidence")]
-        inits = [numpy_helper.from_array(np.array([3], np.int64), "axis")]
-    else:
-        nodes = [helper.make_node("Identity", ["ir"], ["mask"], name="id_mask"),
-                 helper.make_node("Identity", ["ir"], ["confidence"], name="id_conf")]
-        inits = []
-    g = helper.make_graph(nodes, graph, inputs, [_u8("mask", [1, h, w]), _u8("confidence", [1, h, w])], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
-
-
-def float_graph(graph: str, h: int, w: int, classes: int = 4, seed: int = 0) -> onnx.ModelProto:
-    """A miniature of engines/graphs.py done the TensorRT-friendly way: Cast uint8 to
-    float FIRST, then layout, a 1x1 conv per modality, argmax mask and max-softmax
-    confidence (ReduceMax/Sub/Exp/ReduceSum/Reciprocal/Mul/Round/Clip/Cast)."""
-    rng = np.random.default_rng(seed)
-    f32 = TensorProto.FLOAT
-    nodes, inits, branches = [], [], []
-    inputs = []
-
-    def init(name, array):
-        inits.append(numpy_helper.from_array(np.asarray(array), name))
-
-    if graph in ("fused", "eo_only"):
-        inputs.append(_u8("eo", [1, h, w, 3]))
-        nodes += [helper.make_node("Cast", ["eo"], ["eo_f"], to=f32, name="cast_eo"),
-                  helper.make_node("Transpose", ["eo_f"], ["eo_nchw"], perm=[0, 3, 1, 2], name="nhwc_to_nchw"),
-                  helper.make_node("Conv", ["eo_nchw", "w_eo", "b_eo"], ["logit_eo"], name="conv_eo")]
-        init("w_eo", rng.normal(0, 0.02, (classes, 3, 1, 1)).astype(np.float32))
-        init("b_eo", rng.normal(0, 0.5, classes).astype(np.float32))
-        branches.append("logit_eo")
-    if graph in ("fused", "ir_only"):
-        inputs.append(_u8("ir", [1, h, w]))
-        nodes += [helper.make_node("Cast", ["ir"], ["ir_f"], to=f32, name="cast_ir"),
-                  helper.make_node("Unsqueeze", ["ir_f", "ch_axis"], ["ir_nchw"], name="add_channel"),
-                  helper.make_node("Conv", ["ir_nchw", "w_ir", "b_ir"], ["logit_ir"], name="conv_ir")]
-        init("ch_axis", np.array([1], np.int64))
-        init("w_ir", rng.normal(0, 0.02, (classes, 1, 1, 1)).astype(np.float32))
-        init("b_ir", rng.normal(0, 0.5, classes).astype(np.float32))
-        branches.append("logit_ir")
-    if len(branches) == 2:
-        nodes.append(helper.make_node("Add", branches, ["logits"], name="fuse"))
-    else:
-        nodes.append(helper.make_node("Identity", branches, ["logits"], name="logits"))
-    init("axes", np.array([1], np.int64))
-    init("k255", np.array(255.0, np.float32))
-    init("zero", np.array(0.0, np.float32))
-    nodes += [
-        helper.make_node("ArgMax", ["logits"], ["ids"], axis=1, keepdims=0, name="argmax"),
-        helper.make_node("Cast", ["ids"], ["ids_f"], to=f32, name="ids_float"),  # TensorRT: uint8 only from float
-        helper.make_node("Cast", ["ids_f"], ["mask"], to=TensorProto.UINT8, name="mask_u8"),
-        helper.make_node("ReduceMax", ["logits", "axes"], ["top"], keepdims=1, name="top"),
-        helper.make_node("Sub", ["logits", "top"], ["shifted"], name="shift"),
-        helper.make_node("Exp", ["shifted"], ["e"], name="exp"),
-        helper.make_node("ReduceSum", ["e", "axes"], ["s"], keepdims=0, name="sum"),
-        helper.make_node("Reciprocal", ["s"], ["p"], name="maxprob"),
-        helper.make_node("Mul", ["p", "k255"], ["p255"], name="scale"),
-        helper.make_node("Round", ["p255"], ["r"], name="round"),
-        helper.make_node("Clip", ["r", "zero", "k255"], ["c"], name="clip"),
-        helper.make_node("Cast", ["c"], ["confidence"], to=TensorProto.UINT8, name="conf_u8"),
-    ]
-    g = helper.make_graph(nodes, graph, inputs, [_u8("mask", [1, h, w]), _u8("confidence", [1, h, w])], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
-
-
-def qdq_graph(graph: str, h: int, w: int, classes: int = 4, seed: int = 0) -> onnx.ModelProto:
-    """float_graph with explicit quantization: QuantizeLinear/DequantizeLinear (int8,
-    symmetric) on every conv input, as a Q/DQ export places them."""
-    model = float_graph(graph, h, w, classes, seed)
-    g = model.graph
-    g.initializer.extend([numpy_helper.from_array(np.array(2.0, np.float32), "q_scale"),
-                          numpy_helper.from_array(np.array(0, np.int8), "q_zero")])
-    for node in list(g.node):
-        if node.op_type == "Conv":
-            x = node.input[0]
-            at = list(g.node).index(node)
-            g.node.insert(at, helper.make_node("QuantizeLinear", [x, "q_scale", "q_zero"], [f"{x}_q"], name=f"q_{x}"))
-            g.node.insert(at + 1, helper.make_node("DequantizeLinear", [f"{x}_q", "q_scale", "q_zero"], [f"{x}_dq"],
-                                                   name=f"dq_{x}"))
-            node.input[0] = f"{x}_dq"
-    return model
-
-
-def add_qdq_records(bundle_root: Path, graphs=("fused", "ir_only")) -> None:
-    """Add the bundle's "quantized" records (csk_ros.bundle's contract) for Q/DQ versions of `graphs`."""
-    manifest = json.loads((bundle_root / "manifest.json").read_text())
-    h, w = manifest["input"]["height"], manifest["input"]["width"]
-    for graph in graphs:
-        path = bundle_root / f"{graph}.int8.onnx"
-        _save(qdq_graph(graph, h, w), path)
-        manifest.setdefault("quantized", {})[graph] = dict(manifest["graphs"][graph], file=path.name,
-                                                           sha256=sha256_of(path), precision="int8",
-                                                           tensorrt_compatible=True)  # symmetric int8
-    (bundle_root / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    assert set(load_manifest(bundle_root).quantized) == set(graphs)
-
-
-def make_fake_bundle(root: Path, graphs=("fused", "ir_only"), h: int = H, w: int = W, make=identity_graph) -> Path:
-    """A valid model bundle (manifest + ONNX graphs) following csk_ros.bundle.load_manifest."""
-    root.mkdir(parents=True, exist_ok=True)
-    records = {}
-    for graph in graphs:
-        path = root / f"{graph}.onnx"
-        _save(make(graph, h, w), path)
-        records[graph] = {"file": path.name, "sha256": sha256_of(path),
-                          "inputs": [n for n in ("eo", "ir") if n in {"fused": "eo ir", "ir_only": "ir",
-                                                                        "eo_only": "eo"}[graph].split()],
-                          "outputs": ["mask", "confidence"]}
-    manifest = {"format_version": 1, "class_names": ["background", "person", "car", "bike"],
-                "palette": [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]],
-                "input": {"height": h, "width": w}, "graphs": records, "engines": []}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    load_manifest(root)  # the fixture itself must be a valid bundle
-    return root
-
 
 @pytest.fixture
 def bundle_dir(tmp_path):
@@ -412,7 +291,7 @@ def test_uint8_preflight_accepts_contract_graphs(tmp_path):
     for graph in ("fused", "ir_only"):
         for make in (identity_graph, float_graph):
             path = tmp_path / f"{make.__name__}_{graph}.onnx"
-            _save(make(graph, H, W), path)
+            save_model(make(graph, H, W), path)
             assert uint8_intermediate_problems(path) == []
 
 
@@ -423,11 +302,11 @@ def test_uint8_preflight_flags_uint8_ops_before_the_cast(tmp_path):
              helper.make_node("ReduceMax", ["eo_f", "axes"], ["m"], keepdims=0, name="max"),
              helper.make_node("Cast", ["m"], ["mask"], to=TensorProto.UINT8, name="mask_u8"),
              helper.make_node("Identity", ["mask"], ["confidence"], name="conf")]
-    g = helper.make_graph(nodes, "bad", [_u8("eo", [1, H, W, 3])],
-                          [_u8("mask", [1, H, W]), _u8("confidence", [1, H, W])],
+    g = helper.make_graph(nodes, "bad", [u8_info("eo", [1, H, W, 3])],
+                          [u8_info("mask", [1, H, W]), u8_info("confidence", [1, H, W])],
                           [numpy_helper.from_array(np.array([1], np.int64), "axes")])
     path = tmp_path / "bad.onnx"
-    _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
+    save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
     (problem,) = uint8_intermediate_problems(path)
     assert "node_permute" in problem and "Transpose" in problem and "'eo_t'" in problem
 
@@ -439,7 +318,7 @@ def test_uint8_preflight_flags_a_cast_to_uint8_from_int64(tmp_path):
         if node.name == "mask_u8":
             node.input[0] = "ids"  # the direct int64 -> uint8 cast the exporter made before
     path = tmp_path / "direct.onnx"
-    _save(model, path)
+    save_model(model, path)
     (problem,) = uint8_intermediate_problems(path)
     assert "'mask_u8' casts INT64 tensor 'ids' to uint8" in problem and "FLOAT or HALF" in problem
 
@@ -464,19 +343,14 @@ def test_float_bundle_runs_under_onnxruntime(tmp_path):
 
 # --------------------------------------------------------------------------- calibration data
 
-def _write(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), array)
-
-
 def test_calibration_batches_paired_folders(tmp_path):
     root = tmp_path / "calib"
     red_bgr = np.zeros((30, 40, 3), np.uint8)
     red_bgr[..., 2] = 200  # OpenCV writes BGR: this is red
     for i in range(3):
-        _write(root / "rgb" / f"f{i}.png", red_bgr)
-        _write(root / "thermal" / f"f{i}.png", np.full((30, 40), 16000 + 1000 * i, np.uint16))  # 16-bit raw
-    _write(root / "rgb" / "unpaired.png", red_bgr)
+        write_image(root / "rgb" / f"f{i}.png", red_bgr)
+        write_image(root / "thermal" / f"f{i}.png", np.full((30, 40), 16000 + 1000 * i, np.uint16))  # 16-bit raw
+    write_image(root / "rgb" / "unpaired.png", red_bgr)
     feeds = list(calibration_batches(root, H, W, ("eo", "ir"), max_images=10,
                                      thermal={"mode": "fixed", "low": 16000, "high": 18000}))
     assert len(feeds) == 3  # only matched names
@@ -494,14 +368,14 @@ def test_calibration_batches_packed_and_single_channel(tmp_path):
     packed = tmp_path / "mfnet"
     bgrt = np.zeros((24, 32, 4), np.uint8)
     bgrt[..., 0], bgrt[..., 3] = 50, 180  # blue, thermal
-    _write(packed / "00001D.png", bgrt)
-    _write(packed / "00002N.png", bgrt)
+    write_image(packed / "00001D.png", bgrt)
+    write_image(packed / "00002N.png", bgrt)
     feeds = list(calibration_batches(packed, H, W, ("eo", "ir"), 10))
     assert len(feeds) == 2
     assert (feeds[0]["eo"][..., 2] == 50).all() and (feeds[0]["eo"][..., :2] == 0).all()
     assert (feeds[0]["ir"] == 180).all()
     grey = tmp_path / "thermal_only"
-    _write(grey / "a.png", np.full((24, 32), 77, np.uint8))
+    write_image(grey / "a.png", np.full((24, 32), 77, np.uint8))
     (feed,) = calibration_batches(grey, H, W, ("ir",), 10)
     assert (feed["ir"] == 77).all()
     with pytest.raises(ValueError, match="no colour channels"):
@@ -514,7 +388,7 @@ def test_calibration_batches_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no calibration images"):
         calibration_batches(tmp_path / "empty", H, W, ("ir",), 10)
-    _write(tmp_path / "only_ir" / "ir" / "a.png", np.zeros((4, 4), np.uint8))
+    write_image(tmp_path / "only_ir" / "ir" / "a.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="need both an EO and an IR folder"):
         calibration_batches(tmp_path / "only_ir", H, W, ("eo", "ir"), 10)
     with pytest.raises(ValueError, match="inputs"):
@@ -522,12 +396,6 @@ def test_calibration_batches_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- CLI and fallback without TensorRT
-
-def run_build(*args, cwd=REPO):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "engines.build", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
-
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir()}
@@ -649,7 +517,7 @@ FAKE_INFO = ("10.99.1", "Fake GPU 9000", "8.7", 16)  # TensorRT, GPU name, compu
 @pytest.fixture
 def fake_trt_path():
     """The test doubles' folder (tests/support/fake_tensorrt: `tensorrt`, `cuda.bindings.runtime`)."""
-    return Path(__file__).resolve().parent / "support" / "fake_tensorrt"
+    return Path(__file__).resolve().parents[1] / "support" / "fake_tensorrt"
 
 
 _FAKED = ("tensorrt", "cuda", "cuda.bindings", "cuda.bindings.runtime", "csk_ros.backends.tensorrt_backend")
@@ -711,7 +579,7 @@ def test_glue_parser_errors_are_listed(tmp_path, fake_trt):
     for node in model.graph.node[2:]:
         node.input[0] = "ir3"
     model.graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "ax"))
-    _save(model, tmp_path / "bad.onnx")
+    save_model(model, tmp_path / "bad.onnx")
     with pytest.raises(EngineBuildError) as info:
         build_engine_bytes(tmp_path / "bad.onnx", "fp16", 64)
     message = str(info.value)
@@ -839,8 +707,8 @@ def test_glue_entropy_calibrator_feeds_real_images(bundle_dir, fake_trt, tmp_pat
 
     images = tmp_path / "calib"
     for i in range(5):
-        _write(images / "vi" / f"{i}.png", np.full((20, 30, 3), 10, np.uint8))
-        _write(images / "ir" / f"{i}.png", np.full((20, 30), 3, np.uint8))
+        write_image(images / "vi" / f"{i}.png", np.full((20, 30, 3), 10, np.uint8))
+        write_image(images / "ir" / f"{i}.png", np.full((20, 30), 3, np.uint8))
     bundle = load_manifest(bundle_dir)
     cache = tmp_path / "fused.calib"
     cal = make_entropy_calibrator(images, bundle, "fused", cache, max_images=4)
@@ -878,7 +746,7 @@ def test_glue_cli_builds_and_records_every_graph(bundle_dir, fake_trt_path):
 def test_glue_cli_int8_calibrates_then_reuses_the_cache(bundle_dir, fake_trt_path, tmp_path):
     images = tmp_path / "calib"
     for i in range(3):
-        _write(images / f"{i}.png", np.full((20, 30, 4), 9, np.uint8))  # MFNet-style RGB+T
+        write_image(images / f"{i}.png", np.full((20, 30, 4), 9, np.uint8))  # MFNet-style RGB+T
     result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--precision", "int8", "--calib-images", images)
     assert result.returncode == 0, result.stderr
     bundle = load_manifest(bundle_dir)
@@ -903,8 +771,8 @@ def test_glue_calibration_stops_early_is_an_error(bundle_dir, fake_trt, tmp_path
 
     images = tmp_path / "calib"
     for i in range(4):
-        _write(images / "vi" / f"{i}.png", np.full((20, 30, 3), 10, np.uint8))
-        _write(images / "ir" / f"{i}.png", np.full((20, 30), 3, np.uint8))
+        write_image(images / "vi" / f"{i}.png", np.full((20, 30, 3), 10, np.uint8))
+        write_image(images / "ir" / f"{i}.png", np.full((20, 30), 3, np.uint8))
     (images / "ir" / "2.png").write_bytes(b"not a png")  # the third sample cannot be read
     cache = tmp_path / "fused.calib"
     cal = make_entropy_calibrator(images, load_manifest(bundle_dir), "fused", cache)
@@ -934,7 +802,7 @@ def test_glue_rejected_cache_with_images_calibrates_on_the_images(bundle_dir, fa
 
     images = tmp_path / "calib"
     for i in range(3):
-        _write(images / "ir" / f"{i}.png", np.full((20, 30), 3, np.uint8))
+        write_image(images / "ir" / f"{i}.png", np.full((20, 30), 3, np.uint8))
     cache = tmp_path / "ir_only.calib"
     cache.write_bytes(b"cache from another TensorRT")
     cal = make_entropy_calibrator(images, load_manifest(bundle_dir), "ir_only", cache)
@@ -994,7 +862,7 @@ def test_glue_cli_int8_uses_qdq_graphs_and_calibrates_only_the_rest(bundle_dir, 
     assert result.returncode == 1 and "fused has no Q/DQ graph" in result.stderr and "--calib-images" in result.stderr
     images = tmp_path / "calib"
     for i in range(3):
-        _write(images / f"{i}.png", np.full((20, 30, 4), 9, np.uint8))
+        write_image(images / f"{i}.png", np.full((20, 30, 4), 9, np.uint8))
     result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--precision", "int8", "--calib-images", images)
     assert result.returncode == 0, result.stderr
     bundle = load_manifest(bundle_dir)

@@ -26,13 +26,12 @@ _err, _count = cudart.cudaGetDeviceCount()
 if int(_err) != 0 or _count < 1:  # pragma: no cover - depends on the machine
     pytest.skip(f"no CUDA GPU visible to TensorRT ({_err})", allow_module_level=True)
 
-from test_trt_build import add_qdq_records, float_graph, make_fake_bundle, run_build  # noqa: E402
-
 from csk_ros.backends import load_bundle  # noqa: E402
 from csk_ros.backends.engine_check import select_engine  # noqa: E402
 from csk_ros.backends.tensorrt_backend import TensorRTRunner, tensorrt_runtime_info  # noqa: E402
 from csk_ros.bundle import BundleError, load_manifest, sha256_of  # noqa: E402
 from csk_ros.trt_build import build_and_record, build_engine_bytes, inspect_engine_bytes  # noqa: E402
+from tests.support.trt_fixtures import add_qdq_records, float_graph, make_fake_bundle, run_build  # noqa: E402
 
 H, W = 64, 80
 
