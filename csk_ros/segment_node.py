@@ -40,6 +40,7 @@ from csk_ros.imaging.ros_image import ImageDecodeError, array_to_image
 from csk_ros.logic.config import PARAMS, NodeConfig, build_config
 from csk_ros.logic.labels import class_list_json, label_info_message, load_label_info_types
 from csk_ros.logic.pairing import PairStatus, stamp_seconds
+from csk_ros.logic.transport import TransportCheck, active_profile
 from csk_ros.pipeline import FrameResult, IrJob, SegmentationPipeline
 from csk_ros.points_output import PointsOutput
 
@@ -60,6 +61,7 @@ class SegmentNode(Node):
                                      ort_spinning=cfg.ort_spinning, precision=cfg.precision)
         self.core = SegmentationPipeline(cfg, self.segmenter,
                                          log=lambda m: self.get_logger().warning(m, throttle_duration_sec=5.0))
+        self.transport = TransportCheck(active_profile())
         self.lock = threading.Condition()
         self.pending: IrJob | None = None
         self.running = True
@@ -78,7 +80,7 @@ class SegmentNode(Node):
             f"{self.segmenter.backend_name} {info.get('providers', '')}; subscribed to "
             f"{self.input_topics['eo']} ({cfg.eo_transport}) and {self.input_topics['ir']} ({cfg.ir_transport}), "
             f"qos {cfg.qos}" + (f"; ~/points from {self.input_topics['depth']} and {self.input_topics['camera_info']}"
-                                if self.points is not None else ""))
+                                if self.points is not None else "") + f"; DDS {self.transport.profile.describe()}")
 
     def _create_publishers(self) -> None:
         out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -165,6 +167,7 @@ class SegmentNode(Node):
     def _on_eo(self, msg) -> None:
         now, wall = self._ros_now(), time.monotonic()
         self.core.arrived("eo", wall)
+        self._check_size(self.input_topics["eo"], len(msg.data))
         try:
             rgb, decode_ms = self.core.decode("eo", msg)
         except ImageDecodeError as exc:
@@ -180,6 +183,7 @@ class SegmentNode(Node):
     def _on_ir(self, msg) -> None:
         now, wall = self._ros_now(), time.monotonic()
         self.core.arrived("ir", wall)
+        self._check_size(self.input_topics["ir"], len(msg.data))
         try:
             ir, decode_ms = self.core.decode("ir", msg)
         except ImageDecodeError as exc:
@@ -195,6 +199,15 @@ class SegmentNode(Node):
                 self.core.counts["ir_dropped"] += 1  # backend slower than the camera: keep only the freshest
             self.pending = job
             self.lock.notify_all()
+
+    def _check_size(self, name: str, size: int) -> None:
+        """WARN once when a message of this size does not fit the DDS shared-memory segment."""
+        if self.transport.sizes.get(name) == size:
+            return
+        with self.lock:
+            warning = self.transport.observe({name: size})
+        if warning:
+            self.get_logger().warning(warning)
 
     def _log_rejection(self, stream: str, exc: ImageDecodeError) -> None:
         self.get_logger().warning(f"dropped {stream} message ({exc.reason}): {exc}", throttle_duration_sec=5.0)
@@ -257,6 +270,8 @@ class SegmentNode(Node):
     def _process(self, job: IrJob, pairing, decision) -> None:
         result = self.core.infer(job, pairing, decision)
         t2 = time.monotonic()
+        if not self.transport.sizes.get("~/mask"):
+            self._check_output_sizes(result.mask.size)
         self.pub_mask.publish(array_to_image(result.mask, "mono8", job.header))
         self.pub_conf.publish(array_to_image(result.confidence, "mono8", job.header))
         self._publish_renderings(result)
@@ -269,6 +284,17 @@ class SegmentNode(Node):
         t3 = time.monotonic() - depth_wait_s
         with self.lock:
             self._publish_mode(self.core.record(result, t3, (t3 - t2) * 1e3))
+
+    def _check_output_sizes(self, pixels: int) -> None:
+        """Sizes of what the node publishes per frame (mono8 mask and confidence, bgr8 renderings, the
+        16-byte-a-point cloud), known from the first mask."""
+        sizes = {"~/mask": pixels, "~/confidence": pixels, "~/colored_mask": 3 * pixels, "~/overlay": 3 * pixels}
+        if self.points is not None:
+            sizes["~/points"] = 16 * pixels
+        with self.lock:
+            warning = self.transport.observe(sizes, ready=True)
+        if warning:
+            self.get_logger().warning(warning)
 
     def _publish_renderings(self, result: FrameResult) -> None:
         """~/colored_mask and ~/overlay, rendered only while someone listens."""
@@ -300,7 +326,8 @@ class SegmentNode(Node):
     def _on_diagnostics(self) -> None:
         now_ros, wall = self._ros_now(), time.monotonic()
         cfg = self.config
-        context = {"label_info": self.label_info_status, "publish_points": str(cfg.publish_points).lower()}
+        context = {"label_info": self.label_info_status, "publish_points": str(cfg.publish_points).lower(),
+                   **self.transport.diagnostics()}
         with self.lock:
             level, message, values, announcement = self.core.diagnostics(
                 now_ros, wall, context, self.points.diagnostics() if self.points is not None else None)
