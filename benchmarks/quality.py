@@ -199,7 +199,7 @@ MFNET_SETTINGS = {
     "full": ((), tuple("with_ir_only_kd" if v == "no_ir_only_kd" else v
                        for v in VARIANTS if v not in SWEEP and v != "with_ir_only_kd")),
     "tune": (("train.eval_split=holdout", "train.holdout_stride=5"),
-             ("eo_teacher", "ir_baseline", "csk_full", "no_ir_only_kd") + tuple(SWEEP)),
+             ("eo_teacher", "ir_baseline", "csk_full", "no_ir_only_kd", "no_kd") + tuple(SWEEP)),
 }
 MFNET_QUICK_OVERRIDES = ("train.num_workers=0", "data.eval_size=[48,64]", "data.augment.crop=[32,48]", "model.width=8",
                          "model.aspp_channels=16", "train.batch_size=2", "train.eval_every=2",
