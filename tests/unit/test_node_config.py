@@ -95,3 +95,12 @@ def test_colorize_is_the_palette_lookup_for_every_id_and_layout():
         colored = colorize(m, lut)
         assert colored.shape == m.shape + (3,) and np.array_equal(colored, lut[m])
     assert not colorize(np.full((2, 2), 200, np.uint8), lut).any()
+
+
+def test_one_palette_lookup_for_ros_images_and_figures():
+    """bgr8 for the node's images, RGB for training's figures (with 255 = ignore shown white): one table."""
+    palette = [[10, 20, 30], [40, 50, 60]]
+    mask = np.array([[0, 1, 255, 9]], np.uint8)
+    assert colorize(mask, palette_lut(palette)).tolist() == [[[30, 20, 10], [60, 50, 40], [0, 0, 0], [0, 0, 0]]]
+    figure = colorize(mask, palette_lut(palette, rgb=True, id_255=(255, 255, 255)))
+    assert figure.tolist() == [[[10, 20, 30], [40, 50, 60], [255, 255, 255], [0, 0, 0]]]
