@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from csk_ros.imaging.thermal import ThermalScaling
-from csk_ros.logic.health import HealthParams
+from csk_ros.logic.health import HEALTH_LIMITS, HealthParams
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,24 @@ class ParamSpec:
 
 
 _H = HealthParams()
+
+
+HEALTH_DESCRIPTIONS = {  # the node's health.* parameters; their bounds: HEALTH_LIMITS
+    "eo_timeout_s": "EO is stale after this long without a frame (s).",
+    "ir_timeout_s": "IR is stale after this long; no masks, diagnostics ERROR (s).",
+    "dark_luma_mean": "A frame is dark when its mean luma is below this ...",
+    "dark_bright_level": "... and fewer than dark_bright_fraction of pixels reach this luma.",
+    "dark_bright_fraction": "See dark_bright_level.",
+    "dark_frames": "Consecutive dark frames before EO counts as dark.",
+    "saturated_level": "Luma counted as saturated.",
+    "saturated_fraction": "Fraction of saturated pixels that makes a frame saturated.",
+    "saturated_frames": "Consecutive saturated frames before EO counts as saturated.",
+    "frozen_frames": "Identical EO frames in a row that mean frozen (0 = off).",
+    "frozen_max_mean_abs_diff": "Mean |luma difference| at or below which two frames count as identical.",
+    "recover_frames": "Healthy EO frames needed before returning to fused.",
+    "stale_periods": "A stream is stale only after this many of its (estimated) frame periods as well as its "
+                     "timeout: a lossy but alive stream does not go stale.",
+}
 PARAMS = (
     ParamSpec("model_dir", "", "Model bundle directory (manifest.json + ONNX graphs + optional TensorRT engines)."),
     ParamSpec("backend", "auto", "Inference backend; auto = TensorRT when usable, else ONNX Runtime.",
@@ -77,32 +95,8 @@ PARAMS = (
     ParamSpec("thermal.high", 65535.0, "fixed mode: raw value mapped to 255."),
     ParamSpec("thermal.low_pct", 1.0, "percentile mode: percentile mapped to 0.", min_value=0.0, max_value=100.0),
     ParamSpec("thermal.high_pct", 99.0, "percentile mode: percentile mapped to 255.", min_value=0.0, max_value=100.0),
-    ParamSpec("health.eo_timeout_s", _H.eo_timeout_s, "EO is stale after this long without a frame (s).",
-              min_value=0.01, max_value=60.0),
-    ParamSpec("health.ir_timeout_s", _H.ir_timeout_s, "IR is stale after this long; no masks, diagnostics ERROR (s).",
-              min_value=0.01, max_value=60.0),
-    ParamSpec("health.dark_luma_mean", _H.dark_luma_mean, "A frame is dark when its mean luma is below this ...",
-              min_value=0.0, max_value=255.0),
-    ParamSpec("health.dark_bright_level", _H.dark_bright_level, "... and fewer than dark_bright_fraction of pixels "
-              "reach this luma.", min_value=0, max_value=255),
-    ParamSpec("health.dark_bright_fraction", _H.dark_bright_fraction, "See dark_bright_level.",
-              min_value=0.0, max_value=1.0),
-    ParamSpec("health.dark_frames", _H.dark_frames, "Consecutive dark frames before EO counts as dark.",
-              min_value=1, max_value=1000),
-    ParamSpec("health.saturated_level", _H.saturated_level, "Luma counted as saturated.", min_value=0, max_value=255),
-    ParamSpec("health.saturated_fraction", _H.saturated_fraction, "Fraction of saturated pixels that makes a frame "
-              "saturated.", min_value=0.0, max_value=1.0),
-    ParamSpec("health.saturated_frames", _H.saturated_frames, "Consecutive saturated frames before EO counts as "
-              "saturated.", min_value=1, max_value=1000),
-    ParamSpec("health.frozen_frames", _H.frozen_frames, "Identical EO frames in a row that mean frozen (0 = off).",
-              min_value=0, max_value=1000),
-    ParamSpec("health.frozen_max_mean_abs_diff", _H.frozen_max_mean_abs_diff, "Mean |luma difference| at or below "
-              "which two frames count as identical.", min_value=0.0, max_value=255.0),
-    ParamSpec("health.recover_frames", _H.recover_frames, "Healthy EO frames needed before returning to fused.",
-              min_value=1, max_value=10000),
-    ParamSpec("health.stale_periods", _H.stale_periods, "A stream is stale only after this many of its (estimated) "
-              "frame periods as well as its timeout: a lossy but alive stream does not go stale.",
-              min_value=1, max_value=1000),
+    *(ParamSpec(f"health.{name}", getattr(_H, name), description, (), *HEALTH_LIMITS[name])
+      for name, description in HEALTH_DESCRIPTIONS.items()),
 )
 SPECS = {p.name: p for p in PARAMS}
 

@@ -105,43 +105,19 @@ class HealthParams:
     clock_jump_tolerance_s: float = 1.0
 
     def validate(self) -> "HealthParams":
-        """Raise ValueError naming the bad parameter; return self for chaining."""
-
-        def positive(name: str) -> None:
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"health parameter {name} must be a finite number > 0, got {v!r}")
-
-        def in_range(name: str, lo: float, hi: float) -> None:
-            v = getattr(self, name)
+        """Raise ValueError naming the bad parameter; return self for chaining. The bounds are
+        HEALTH_LIMITS, the table the node's parameter descriptors are made from too."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            lo, hi = HEALTH_LIMITS[f.name]
+            integer = isinstance(f.default, int)
+            if integer and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ValueError(f"health parameter {f.name} must be an integer in [{lo}, {hi}], got {v!r}")
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not lo <= v <= hi:
-                raise ValueError(f"health parameter {name} must be in [{lo}, {hi}], got {v!r}")
-
-        def count(name: str, minimum: int) -> None:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-                raise ValueError(f"health parameter {name} must be an integer >= {minimum}, got {v!r}")
-
-        positive("eo_timeout_s")
-        positive("ir_timeout_s")
-        in_range("dark_luma_mean", 0.0, 255.0)
-        in_range("dark_bright_level", 0, 255)
-        in_range("dark_bright_fraction", 0.0, 1.0)
-        in_range("saturated_level", 0, 255)
-        in_range("saturated_fraction", 0.0, 1.0)
-        in_range("frozen_max_mean_abs_diff", 0.0, 255.0)
-        in_range("clock_jump_tolerance_s", 0.0, math.inf)
-        for name in ("dark_bright_level", "saturated_level"):
-            if not isinstance(getattr(self, name), int):
-                raise ValueError(f"health parameter {name} must be an integer level, got {getattr(self, name)!r}")
-        count("dark_frames", 1)
-        count("saturated_frames", 1)
-        count("frozen_frames", 0)
+                kind = "an integer" if integer else "a finite number"
+                raise ValueError(f"health parameter {f.name} must be {kind} in [{lo}, {hi}], got {v!r}")
         if self.frozen_frames == 1:
             raise ValueError("health parameter frozen_frames must be 0 (disabled) or >= 2, got 1")
-        count("recover_frames", 1)
-        count("stride", 1)
-        count("stale_periods", 1)
         return self
 
     @classmethod
@@ -156,6 +132,17 @@ class HealthParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: The one table of health parameter bounds (inclusive): HealthParams.validate checks them and the
+#: node's parameter table (csk_ros/logic/config.py) declares them to ROS from here.
+HEALTH_LIMITS = {
+    "eo_timeout_s": (0.01, 60.0), "ir_timeout_s": (0.01, 60.0), "stale_periods": (1, 1000),
+    "dark_luma_mean": (0.0, 255.0), "dark_bright_level": (0, 255), "dark_bright_fraction": (0.0, 1.0),
+    "dark_frames": (1, 1000), "saturated_level": (0, 255), "saturated_fraction": (0.0, 1.0),
+    "saturated_frames": (1, 1000), "frozen_frames": (0, 1000), "frozen_max_mean_abs_diff": (0.0, 255.0),
+    "recover_frames": (1, 10000), "stride": (1, 64), "clock_jump_tolerance_s": (0.0, 3600.0),
+}
 
 
 @dataclass(frozen=True)

@@ -428,3 +428,18 @@ def test_grey_eo_frames_accepted():
         mon.observe_eo(0.1, np.zeros((480, 640, 2), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         mon.observe_eo(0.2, np.zeros((480, 640, 3), np.uint16))
+
+
+def test_one_table_of_bounds_for_the_monitor_and_the_node():
+    from dataclasses import fields
+
+    from csk_ros.logic.config import SPECS
+    from csk_ros.logic.health import HEALTH_LIMITS
+
+    assert set(HEALTH_LIMITS) == {f.name for f in fields(HealthParams)}
+    for name, (lo, hi) in HEALTH_LIMITS.items():
+        spec = SPECS.get(f"health.{name}")
+        if spec is not None:  # stride and clock_jump_tolerance_s are not node parameters
+            assert (spec.min_value, spec.max_value) == (lo, hi)
+        with pytest.raises(ValueError, match=name):
+            HealthParams(**{name: hi + (1 if isinstance(hi, int) else 1.0)}).validate()
