@@ -25,6 +25,7 @@ import numpy as np
 from csk_ros.imaging.compressed import compressed_to_ir8, compressed_to_rgb8
 from csk_ros.imaging.frames import InputPreparer, colorize, overlay, palette_lut, resize_nearest
 from csk_ros.imaging.ros_image import ImageDecodeError, to_ir8, to_rgb8
+from csk_ros.logic.clock import jumped_back
 from csk_ros.logic.config import NodeConfig
 from csk_ros.logic.health import EoHealthMonitor, ModeDecision
 from csk_ros.logic.labels import apply_confidence_policy
@@ -116,7 +117,7 @@ class SegmentationPipeline:
     def check_clock_jump(self, now: float) -> bool:
         """Bag loop / sim reset: drop every time-keyed buffer instead of wedging on old stamps. True when
         it reset (the caller drops what it holds too: a pending frame, buffered depth)."""
-        jumped = self.last_ros_now is not None and now < self.last_ros_now - self.clock_jump_s
+        jumped = jumped_back(self.last_ros_now, now, self.clock_jump_s)
         if jumped:
             self.log(f"clock jumped back {self.last_ros_now - now:.2f} s: resetting buffers")
             self.health.reset()

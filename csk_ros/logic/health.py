@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from csk_ros.logic.clock import jumped_back
 from csk_ros.logic.modes import HEALTH_REASONS
 
 MODES = ("fused", "ir_only", "no_input")
@@ -243,10 +244,10 @@ class EoHealthMonitor:
 
     def clock_jumped_back(self, now_s: float) -> bool:
         """True when `now_s` is more than the tolerance before the latest decision time."""
-        return self._last_now is not None and now_s < self._last_now - self.params.clock_jump_tolerance_s
+        return jumped_back(self._last_now, now_s, self.params.clock_jump_tolerance_s)
 
     def _check_series(self, last: float | None, t: float) -> None:
-        if last is not None and t < last - self.params.clock_jump_tolerance_s:
+        if jumped_back(last, t, self.params.clock_jump_tolerance_s):
             self.clock_resets += 1
             self.reset()
 

@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from csk_ros.logic.clock import jumped_back
+
 T = TypeVar("T")
 
 #: Float tolerance of every stamp comparison (boundaries, ties). Float seconds
@@ -90,7 +92,7 @@ class EoBuffer(Generic[T]):
         if not math.isfinite(stamp_s):
             raise ValueError(f"EO stamp must be finite, got {stamp_s!r}")
         newest = self.newest_stamp
-        if newest is not None and self.jump_back_s is not None and stamp_s < newest - self.jump_back_s:
+        if jumped_back(newest, stamp_s, self.jump_back_s):
             self.jumps_back += 1
             self.clear()
         i = bisect.bisect_left(self._stamps, stamp_s)
