@@ -134,6 +134,21 @@ def _inside(root: Path, name: str, where: str) -> Path:
 
 def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
     """Parse and validate `manifest.json` and check every graph file's sha256."""
+    root, manifest, where = _read_manifest(bundle_dir)
+    class_names, palette = _classes(manifest, where)
+    height, width = _input_size(manifest, where)
+    graphs = _graphs(root, manifest, where, verify_hashes)
+    quantized = _quantized(root, manifest, where, graphs, verify_hashes)
+    try:  # checked here, before any backend is loaded, not on the first 16-bit frame
+        ThermalScaling.from_dict(manifest.get("thermal_scaling"))
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{where}: bad thermal_scaling: {exc}") from exc
+    engines = _engines(root, manifest, where, graphs)
+    return Bundle(root, manifest, height, width, class_names, palette, graphs, engines, quantized)
+
+
+def _read_manifest(bundle_dir: str | Path) -> tuple[Path, dict, str]:
+    """(bundle root, the manifest as a dict, its path for messages): the folder, the file, JSON, the version."""
     root = Path(bundle_dir).expanduser().resolve()
     if not root.is_dir():
         raise BundleError(f"model bundle directory not found: {root} (export one with `python -m engines.export`)")
@@ -151,24 +166,44 @@ def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
     if version != FORMAT_VERSION:
         raise BundleError(f"{where}: format_version {version} is not supported (this csk_ros reads {FORMAT_VERSION}); "
                           "re-export the bundle with this version's engines.export")
+    return root, manifest, where
+
+
+def _classes(manifest: dict, where: str) -> tuple[tuple, tuple]:
+    """Class names and one RGB colour per class."""
     class_names = tuple(_need(manifest, "class_names", list, where))
     palette = tuple(tuple(c) if isinstance(c, list) else (c,) for c in _need(manifest, "palette", list, where))
     if not class_names or len(palette) != len(class_names) or any(
             len(c) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette):
         raise BundleError(f"{where}: needs one RGB triple (0..255) in 'palette' per class name")
+    return class_names, palette
+
+
+def _input_size(manifest: dict, where: str) -> tuple[int, int]:
     inp = _need(manifest, "input", dict, where)
     height, width = _need(inp, "height", int, f"{where} input"), _need(inp, "width", int, f"{where} input")
     if height <= 0 or width <= 0:
         raise BundleError(f"{where}: input size must be positive, got {height}x{width}")
+    return height, width
+
+
+def _graphs(root: Path, manifest: dict, where: str, verify_hashes: bool) -> dict:
+    """The fp32 graphs; the IR-only one is required (it is the fallback)."""
     graphs = {}
     for name, rec in _need(manifest, "graphs", dict, where).items():
         graphs[name] = _graph_record(root, name, rec, f"{where} graphs.{name}", verify_hashes, "re-export the bundle")
     for name in REQUIRED_GRAPHS:
         if name not in graphs:
             raise BundleError(f"{where}: the bundle has no '{name}' graph, which the IR-only fallback needs")
+    return graphs
+
+
+def _quantized(root: Path, manifest: dict, where: str, graphs: dict, verify_hashes: bool) -> dict:
+    """The INT8 Q/DQ graphs (optional: bundles from before engines.quantize have none), each made from
+    the fp32 graph the bundle holds now."""
     quantized = {}
     quantized_records = _need(manifest, "quantized", dict, where) if "quantized" in manifest else {}
-    for name, rec in quantized_records.items():  # optional: bundles from before engines.quantize have none
+    for name, rec in quantized_records.items():
         qwhere = f"{where} quantized.{name}"
         if name not in graphs:
             raise BundleError(f"{qwhere}: INT8 graph for {name!r}, which the bundle has no fp32 graph of "
@@ -183,10 +218,11 @@ def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
             raise BundleError(f"{qwhere}: {quantized[name].path.name} was quantised from a different "
                               f"{graphs[name].path.name} (re-exported since?); re-run `python -m engines.quantize` "
                               "on the bundle")
-    try:  # checked here, before any backend is loaded, not on the first 16-bit frame
-        ThermalScaling.from_dict(manifest.get("thermal_scaling"))
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: bad thermal_scaling: {exc}") from exc
+    return quantized
+
+
+def _engines(root: Path, manifest: dict, where: str, graphs: dict) -> list:
+    """The TensorRT engine records (whether one fits this machine: backends/engine_check.py)."""
     engines = []
     for i, rec in enumerate(manifest.get("engines") or []):
         ewhere = f"{where} engines[{i}]"
@@ -205,7 +241,7 @@ def load_manifest(bundle_dir: str | Path, verify_hashes: bool = True) -> Bundle:
         if engine.precision not in PRECISIONS:
             raise BundleError(f"{ewhere}: precision must be one of {PRECISIONS}, got {engine.precision!r}")
         engines.append(engine)
-    return Bundle(root, manifest, height, width, class_names, palette, graphs, engines, quantized)
+    return engines
 
 
 def _graph_record(root: Path, name: str, rec: dict, where: str, verify_hashes: bool, fix: str) -> GraphRecord:
