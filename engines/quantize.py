@@ -204,6 +204,63 @@ def image_sets(data_cfg: dict, train_cfg: dict, height: int, width: int, num_ima
     return calib, val
 
 
+def quantize_and_gate(bundle, graph: str, staging: Path, calib, val, data_cfg: dict, method: str,
+                      activations: str, max_drop: float, num_classes: int, log) -> tuple[Path, dict]:
+    """One graph: quantise it into `staging`, score fp32 and int8 on the validation frames, refuse a drop
+    above `max_drop`; returns the staged file and its manifest record."""
+    import onnxruntime
+
+    source = bundle.graphs[graph]
+    out = staging / f"{graph}.int8.onnx"
+    info = quantize_graph(source.path, out, calib, graph, method, activations, work=staging)
+    fp32 = session_miou(ort_runner(source.path), graph, val, num_classes)
+    int8 = session_miou(ort_runner(out), graph, val, num_classes)
+    drop = round(100.0 * (fp32["miou"] - int8["miou"]), 6)  # so that exactly 1.0 point is 1.0, not 1.0000001
+    agreement = float((fp32["masks"] == int8["masks"]).mean())
+    log(f"  {graph}: validation mIoU fp32 {100 * fp32['miou']:.2f}, int8 {100 * int8['miou']:.2f} "
+        f"(drop {drop:+.2f} points, limit {max_drop:.2f}); masks agree on {100 * agreement:.2f}% of pixels")
+    if not drop <= max_drop:  # also refuses NaN
+        raise QuantizeError(
+            f"{graph}: INT8 validation mIoU {100 * int8['miou']:.2f} is {drop:.2f} points below fp32 "
+            f"{100 * fp32['miou']:.2f} (limit {max_drop:.2f}); not written. Try another --method "
+            f"(entropy, percentile) or more --num-images, or deploy this graph in fp32")
+    digest = sha256_of(out)
+    record = {
+        "file": f"{graph}.int8.{digest[:12]}.onnx", "sha256": digest, "inputs": list(source.inputs),
+        "outputs": list(source.outputs), "precision": "int8", "source_sha256": source.sha256,
+        "calibration": {"dataset": data_cfg.get("name"), "split": calib.split, "num_images": len(calib),
+                        "method": method, "size": [bundle.height, bundle.width],
+                        "preprocessing": "node's: uint8 frames, bilinear resize to the bundle size",
+                        "activations": ("int8, symmetric per tensor (zero point 0)" if activations ==
+                                        "int8-symmetric" else "uint8, asymmetric per tensor"),
+                        "weights": "int8, symmetric per output channel"},
+        "tensorrt_compatible": activations == "int8-symmetric",
+        "kept_float": info["kept_float"],
+        "quantizer": {"name": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+                      "onnxruntime": onnxruntime.__version__, "qdq_nodes": info["qdq_nodes"]},
+        "validation": {"split": val.split, "num_images": len(val), "miou_fp32": fp32["miou"],
+                       "miou_int8": int8["miou"], "drop_points": drop, "max_drop_points": max_drop,
+                       "mask_agreement": agreement},
+    }
+    return out, record
+
+
+def publish_quantized(bundle, staged: dict, records: dict) -> None:
+    """Every graph passed: new files under new names (content-addressed), then the manifest, then the old
+    files go, so a node starting at any moment sees a manifest whose files are all there and match."""
+    for graph, path in staged.items():
+        atomic_write_bytes(bundle.root / records[graph]["file"], path.read_bytes())
+    manifest = json.loads((bundle.root / MANIFEST).read_text())
+    previous = manifest.get("quantized") or {}
+    manifest["quantized"] = dict(previous, **records)
+    write_manifest(bundle.root, manifest)
+    load_manifest(bundle.root)  # the reader accepts what the writer wrote
+    for graph, record in records.items():
+        old = (previous.get(graph) or {}).get("file")
+        if old and old != record["file"]:
+            (bundle.root / old).unlink(missing_ok=True)
+
+
 def quantize_bundle(bundle_dir, config: str | None = None, num_images: int = DEFAULT_IMAGES,
                     method: str = DEFAULT_METHOD, max_drop: float = MAX_DROP, val_images: int | None = None,
                     graphs: tuple[str, ...] | None = None, activations: str = "uint8", log=print) -> dict:
@@ -229,58 +286,13 @@ def quantize_bundle(bundle_dir, config: str | None = None, num_images: int = DEF
     num_classes = len(bundle.class_names)
     log(f"calibrating on {len(calib)} '{calib.split}' frames, validating on {len(val)} '{val.split}' frames "
         f"({data_cfg.get('name')}, {bundle.height}x{bundle.width}, {method}, {activations} activations)")
-    import onnxruntime
-
     records, staged = {}, {}
     staging = Path(tempfile.mkdtemp(prefix=".quantize.", dir=bundle.root))
     try:
         for graph in todo:
-            source = bundle.graphs[graph]
-            out = staging / f"{graph}.int8.onnx"
-            info = quantize_graph(source.path, out, calib, graph, method, activations, work=staging)
-            fp32 = session_miou(ort_runner(source.path), graph, val, num_classes)
-            int8 = session_miou(ort_runner(out), graph, val, num_classes)
-            drop = round(100.0 * (fp32["miou"] - int8["miou"]), 6)  # so that exactly 1.0 point is 1.0, not 1.0000001
-            agreement = float((fp32["masks"] == int8["masks"]).mean())
-            log(f"  {graph}: validation mIoU fp32 {100 * fp32['miou']:.2f}, int8 {100 * int8['miou']:.2f} "
-                f"(drop {drop:+.2f} points, limit {max_drop:.2f}); masks agree on {100 * agreement:.2f}% of pixels")
-            if not drop <= max_drop:  # also refuses NaN
-                raise QuantizeError(
-                    f"{graph}: INT8 validation mIoU {100 * int8['miou']:.2f} is {drop:.2f} points below fp32 "
-                    f"{100 * fp32['miou']:.2f} (limit {max_drop:.2f}); not written. Try another --method "
-                    f"(entropy, percentile) or more --num-images, or deploy this graph in fp32")
-            staged[graph] = out
-            digest = sha256_of(out)
-            records[graph] = {
-                "file": f"{graph}.int8.{digest[:12]}.onnx", "sha256": digest, "inputs": list(source.inputs),
-                "outputs": list(source.outputs), "precision": "int8", "source_sha256": source.sha256,
-                "calibration": {"dataset": data_cfg.get("name"), "split": calib.split, "num_images": len(calib),
-                                "method": method, "size": [bundle.height, bundle.width],
-                                "preprocessing": "node's: uint8 frames, bilinear resize to the bundle size",
-                                "activations": ("int8, symmetric per tensor (zero point 0)" if activations ==
-                                                "int8-symmetric" else "uint8, asymmetric per tensor"),
-                                "weights": "int8, symmetric per output channel"},
-                "tensorrt_compatible": activations == "int8-symmetric",
-                "kept_float": info["kept_float"],
-                "quantizer": {"name": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-                              "onnxruntime": onnxruntime.__version__, "qdq_nodes": info["qdq_nodes"]},
-                "validation": {"split": val.split, "num_images": len(val), "miou_fp32": fp32["miou"],
-                               "miou_int8": int8["miou"], "drop_points": drop, "max_drop_points": max_drop,
-                               "mask_agreement": agreement},
-            }
-        # every graph passed: new files under new names (content-addressed), then the manifest, then the old
-        # files: a node starting at any moment sees a manifest whose files are all there and match
-        for graph, path in staged.items():
-            atomic_write_bytes(bundle.root / records[graph]["file"], path.read_bytes())
-        manifest = json.loads((bundle.root / MANIFEST).read_text())
-        previous = manifest.get("quantized") or {}
-        manifest["quantized"] = dict(previous, **records)
-        write_manifest(bundle.root, manifest)
-        load_manifest(bundle.root)  # the reader accepts what the writer wrote
-        for graph, record in records.items():
-            old = (previous.get(graph) or {}).get("file")
-            if old and old != record["file"]:
-                (bundle.root / old).unlink(missing_ok=True)
+            staged[graph], records[graph] = quantize_and_gate(bundle, graph, staging, calib, val, data_cfg, method,
+                                                              activations, max_drop, num_classes, log)
+        publish_quantized(bundle, staged, records)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return records
