@@ -2,13 +2,14 @@
 what ~/mode says by day and by night.
 
 scripts/isolated_ros.sh .venv/bin/python benchmarks/real_stream.py --bundle DIR [--root DIR] [--rate 10]
-    [--repeat 2] [--out JSON]
+    [--repeat 2] [--night-eo on|off] [--out JSON]
 
 The node runs as `python -m csk_ros.segment_node` in its own process on its shipped parameters
 (config/segment.yaml) with reliable QoS (so that every frame arrives: this measures the masks, not DDS);
 this process publishes the val frames at --rate Hz, every day frame first, then every night frame
 (names ending D / N), --repeat times each, EO (rgb8) and IR (mono8) at 480x640 with one stamp per pair,
-and scores every published mask against the frame's label (MFNet protocol, 9 classes incl. unlabeled;
+and scores every published mask against the frame's label (per mode: the ~/mode announced at the
+frame's stamp; a frame sent without EO counts as IR-only) (MFNet protocol, 9 classes incl. unlabeled;
 low-confidence pixels are 255 only with low_confidence_policy: unlabeled, off by default). Prints the
 table per phase and per mode, writes JSON (default benchmarks/results/real_stream.json).
 """
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--root", default=str(ROOT.parent / "shared" / "data" / "mfnet_subset"))
     p.add_argument("--rate", type=float, default=10.0)
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--night-eo", choices=("on", "off"), default="on",
+                   help="off: the EO camera stops when the night frames start (the fallback the node exists for)")
     p.add_argument("--out", default=str(RESULTS / "real_stream.json"))
     args = p.parse_args(argv)
     source = MFNetSource(args.root, "val")
@@ -60,7 +63,8 @@ def main(argv=None) -> int:
             raise RuntimeError(f"segment node did not come up:\n{stop_node(proc)[-3000:]}")
         for f in order:
             t = time.time()
-            driver.pub_eo.publish(driver.image(np.ascontiguousarray(f["eo"]), "rgb8", t, "eo_optical"))
+            if not (f["is_night"] and args.night_eo == "off"):
+                driver.pub_eo.publish(driver.image(np.ascontiguousarray(f["eo"]), "rgb8", t, "eo_optical"))
             driver.pub_ir.publish(driver.image(np.ascontiguousarray(f["ir"]), "mono8", t, "ir_optical"))
             sent[round(t, 6)] = f
             time.sleep(1.0 / args.rate)
@@ -86,7 +90,9 @@ def main(argv=None) -> int:
         f = sent[stamp]
         pred = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
         running = [mode for since, mode, _ in mode_at if since <= stamp + 1e-6]
-        mode = running[-1] if running else "unknown"
+        mode = running[-1] if running else "unknown"  # the announced mode at the frame's stamp ...
+        if f["is_night"] and args.night_eo == "off":
+            mode = "ir_only"  # ... but a frame without EO can only have run IR-only (unpaired, before eo_stale)
         cm = confusion(pred, np.asarray(f["label"]), n)
         for key in ("all", "night" if f["is_night"] else "day", f"{'night' if f['is_night'] else 'day'}/{mode}"):
             cms[key] = cms.get(key, 0) + cm
@@ -103,6 +109,7 @@ def main(argv=None) -> int:
     print_table(["frames / mode", "mIoU %", "frames"], table)
     print("~/mode:", "; ".join(f"{mode} ({reason}) from {since - min(sent):.1f} s" for since, mode, reason in mode_at))
     out = write_json(Path(args.out), {"bundle": args.bundle, "root": args.root, "rate_hz": args.rate,
+                                      "night_eo": args.night_eo,
                                       "repeat": args.repeat, "masks": len(masks), "sent": len(sent),
                                       "rows": rows, "modes": mode_at, "night_modes": night_modes,
                                       "night_starts_at_s": night_start - min(sent), "diagnostics": diag,
