@@ -58,11 +58,14 @@ def resize_nearest(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
-def palette_lut(palette) -> np.ndarray:
-    """256x3 BGR lookup table from an RGB palette (unknown ids -> black)."""
+def palette_lut(palette, rgb: bool = False, id_255=None) -> np.ndarray:
+    """256x3 lookup table from an RGB palette: BGR for ROS images (bgr8), RGB with `rgb` (matplotlib);
+    ids past the palette are black, id 255 gets `id_255` when given (e.g. white for "ignore" labels)."""
     lut = np.zeros((256, 3), np.uint8)
-    rgb = np.asarray(palette, np.uint8).reshape(-1, 3)
-    lut[: len(rgb)] = rgb[:, ::-1]
+    colours = np.asarray(palette, np.uint8).reshape(-1, 3)
+    lut[: len(colours)] = colours if rgb else colours[:, ::-1]
+    if id_255 is not None:
+        lut[255] = id_255
     return lut
 
 
