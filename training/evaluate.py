@@ -18,6 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from csk_ros.imaging.frames import colorize, palette_lut
+
 from .checkpoint import model_from_checkpoint
 from .metrics import confusion_matrix, summarize
 
@@ -40,13 +42,6 @@ def confusion_over(model, loader, mode: str, num_classes: int, device, max_batch
             examples.append((batch["eo"][j].permute(1, 2, 0).numpy(), batch["ir"][j, 0].numpy(),
                              batch["label"][j].numpy(), pred[j].cpu().numpy()))
     return cm.numpy(), examples
-
-
-def colorize(label: np.ndarray, palette) -> np.ndarray:
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(palette)] = np.asarray(palette, np.uint8)
-    lut[255] = (255, 255, 255)  # ignore
-    return lut[label.astype(np.uint8)]
 
 
 def markdown_table(metrics: dict) -> str:
@@ -89,7 +84,8 @@ def save_figures(out: Path, cm: np.ndarray, examples, class_names, palette) -> N
     plt.close(fig)
     for k, (eo, ir, label, pred) in enumerate(examples):
         fig, axes = plt.subplots(1, 4, figsize=(12, 3))
-        panels = (eo, ir, colorize(label, palette), colorize(pred, palette))
+        lut = palette_lut(palette, rgb=True, id_255=(255, 255, 255))  # matplotlib is RGB; 255 = ignore
+        panels = (eo, ir, colorize(label.astype(np.uint8), lut), colorize(pred.astype(np.uint8), lut))
         for ax, img, title in zip(axes, panels, ("EO", "IR", "label", "prediction")):
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
             ax.set_title(title)

@@ -222,7 +222,7 @@ def gamma_proximal_step(backbone: ModalResNet, shrink: float) -> None:
     term is divided by the running RMS of the whole gradient: against task
     gradients of ~1e-2 a 2e-4 bias moves a gamma ~lr * 0.02 per step, and in
     the synthetic config's ~770 steps gammas starting at 1 never get near the
-    exchange threshold (2e-2): exchange never fires (tests/test_losses.py
+    exchange threshold (2e-2): exchange never fires (tests/offline/test_losses.py
     shows it on a small batch: 0 channels with the loss term, > 10% with this
     step).
 

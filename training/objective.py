@@ -58,7 +58,7 @@ class CskObjective(nn.Module):
         super().__init__()
         self.model = model
         self.w = w = loss_cfg
-        channels = model.cfg["aspp_channels"]
+        channels = model.aspp_channels
         if w["contrastive"] > 0:
             if w["contrastive_ir"] not in CONTRASTIVE_IR:
                 raise ValueError(f"loss.contrastive_ir must be one of {CONTRASTIVE_IR}, got {w['contrastive_ir']!r}")
@@ -112,7 +112,7 @@ class CskObjective(nn.Module):
             parts["contrastive"] = w["contrastive"] * sum(
                 losses.cross_modal_infonce(z_eo, self.projection(f_ir), label, w["contrastive_samples"],
                                            w["contrastive_temperature"]) for f_ir in sources) / len(sources)
-        if w["gamma_l1"] > 0 and w["gamma_l1_mode"] == "loss" and self.model.cfg["exchange"]:
+        if w["gamma_l1"] > 0 and w["gamma_l1_mode"] == "loss" and self.model.exchange:
             parts["gamma_l1"] = w["gamma_l1"] * losses.gamma_l1(self.model.backbone)
         total = sum(parts.values())
         return total, {k: v.detach() for k, v in parts.items()}

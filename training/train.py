@@ -18,12 +18,15 @@ import json
 import math
 import random
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Subset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -35,6 +38,9 @@ from .metrics import summarize
 from .model import build_model
 from .model.batchnorm import convert_sync_batchnorm
 from .objective import STAGES, CskObjective, SupervisedObjective
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 def seed_everything(seed: int) -> None:
@@ -177,18 +183,49 @@ def evaluate_for_selection(objective, loader, modes, dataset, device, max_batche
     return metrics
 
 
-def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = False,
-          allow_test_selection: bool = False) -> dict:
-    """Run one stage; returns the best validation metrics."""
-    dist_info = init_distributed(device)
-    tcfg = cfg["train"]
-    seed_everything(tcfg["seed"] + dist_info.rank)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = dict(cfg, model=stage_model_config(cfg, stage))
-    if stage == "teacher" and cfg["teacher"]["data"]:  # the teacher learns where EO carries information
-        cfg["data"] = {**cfg["data"], **cfg["teacher"]["data"]}
-    dev = torch.device(device if device == "cpu" else f"cuda:{dist_info.local_rank}")
+@dataclass
+class TrainingRun:
+    """What one stage's training loop reads and updates, built once by `build_run`."""
 
+    cfg: dict  # the stage's config (model and, for the teacher, data adjusted), saved in every checkpoint
+    out: Path
+    stage: str
+    device: str  # "cpu" | "cuda", as requested
+    dev: torch.device  # this process's device
+    dist_info: DistInfo
+    train_set: Dataset
+    train_base: Dataset  # the Dataset behind train_set: epochs, class names
+    sampler: DistributedSampler
+    val_loader: DataLoader  # this rank's share of the model-selection split
+    selection: dict  # which split chose best.pt (checkpoints, metrics)
+    steps_per_epoch: int
+    max_steps: int
+    eval_every: int
+    model: nn.Module
+    teacher: nn.Module | None
+    objective: nn.Module
+    eval_modes: tuple[str, ...]
+    exchange_on: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    lr_factor: Callable[[int], float]  # the poly schedule, step -> multiple of the base lr
+    prox_per_lr: float  # gamma shrink per unit of lr (0: no proximal step)
+    use_amp: bool
+    scaler: torch.amp.GradScaler
+    runner: nn.Module | None = None  # objective, DDP-wrapped when distributed
+    writer: SummaryWriter | None = None  # rank 0 only
+    step: int = 0
+    best: dict = field(default_factory=lambda: {"miou": -math.inf})
+
+    @property
+    def tcfg(self) -> dict:
+        """The `train` section of the config."""
+        return self.cfg["train"]
+
+
+def build_data(cfg: dict, dist_info: DistInfo, allow_test_selection: bool) -> dict:
+    """The datasets, this rank's sampler and validation loader, and the run's length in steps."""
+    tcfg = cfg["train"]
     train_set, train_base, val_set, selection = selection_datasets(cfg, allow_test_selection)
     if cfg["model"]["num_classes"] != train_base.num_classes:
         raise ValueError(f"model.num_classes={cfg['model']['num_classes']} but the dataset has "
@@ -198,20 +235,25 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
     steps_per_epoch = len(sampler) // tcfg["batch_size"]
     if steps_per_epoch == 0:
         raise ValueError(f"train split has {len(train_set)} images, fewer than one batch of {tcfg['batch_size']}")
-    max_steps = tcfg["max_steps"] or tcfg["epochs"] * steps_per_epoch
-    eval_every = tcfg["eval_every"] or steps_per_epoch
     # Every rank scores a disjoint share; DistributedSampler would pad the last
     # share with repeated images and count them twice in the mIoU.
     val_share = Subset(val_set, range(dist_info.rank, len(val_set), dist_info.world_size))
     val_loader = DataLoader(val_share, batch_size=tcfg["batch_size"], shuffle=False,
                             num_workers=tcfg["num_workers"], generator=torch.Generator().manual_seed(tcfg["seed"]))
+    return dict(train_set=train_set, train_base=train_base, sampler=sampler, val_loader=val_loader,
+                selection=selection, steps_per_epoch=steps_per_epoch,
+                max_steps=tcfg["max_steps"] or tcfg["epochs"] * steps_per_epoch,
+                eval_every=tcfg["eval_every"] or steps_per_epoch)
 
+
+def build_objective(cfg: dict, stage: str, device: str, dev: torch.device, dist_info: DistInfo) -> dict:
+    """The model, the teacher (csk) and the stage's objective on `dev`, with SyncBN where asked."""
     model = build_model(cfg["model"])
     teacher = load_teacher(cfg, dev) if stage == "csk" else None
-    use_prox, prox_per_lr = False, 0.0  # CEN's gamma sparsity as a proximal step (losses.gamma_proximal_step)
+    use_prox = False  # CEN's gamma sparsity as a proximal step (losses.gamma_proximal_step)
     exchange_on = stage == "csk" and cfg["model"]["exchange"]
     if stage == "csk":
-        channels = (teacher.backbone.out_channels, teacher.cfg["aspp_channels"]) if teacher else None
+        channels = (teacher.backbone.out_channels, teacher.aspp_channels) if teacher else None
         loss_cfg = dict(cfg["loss"], gamma_l1_mode=resolve_gamma_l1_mode(cfg["loss"], cfg["optim"]["name"]))
         objective = CskObjective(model, loss_cfg, channels)
         use_prox = exchange_on and loss_cfg["gamma_l1_mode"] == "proximal" and loss_cfg["gamma_l1"] > 0
@@ -219,128 +261,209 @@ def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = 
     else:
         objective = SupervisedObjective(model)
         eval_modes = (objective.mode,)
-    if dist_info.enabled and tcfg["sync_bn"]:
+    if dist_info.enabled and cfg["train"]["sync_bn"]:
         if device == "cuda":  # torch's SyncBatchNorm runs on GPU modules only
             objective = convert_sync_batchnorm(objective)  # keeps the IR path's two-pass BN statistics
             model = objective.model
         elif dist_info.is_main:
             print("note: train.sync_bn applies to CUDA only; CPU DDP keeps per-process BatchNorm", file=sys.stderr)
     objective.to(dev)
-    optimizer = make_optimizer([p for p in objective.parameters() if p.requires_grad], cfg["optim"])
-    power = cfg["optim"]["poly_power"]
+    return dict(model=model, teacher=teacher, objective=objective, eval_modes=eval_modes, exchange_on=exchange_on,
+                use_prox=use_prox)
+
+
+def poly_schedule(max_steps: int, power: float) -> Callable[[int], float]:
+    """The poly lr factor of a `max_steps` run (a plain function: LambdaLR's state dict then holds no lambda state)."""
     def poly(s: int) -> float:
         return max(0.0, 1 - s / max_steps) ** power
 
+    return poly
+
+
+def build_optimization(objective: nn.Module, cfg: dict, max_steps: int, use_prox: bool) -> dict:
+    """Optimizer, poly lr schedule and the proximal step's shrink per unit of lr."""
+    optimizer = make_optimizer([p for p in objective.parameters() if p.requires_grad], cfg["optim"])
+    poly = poly_schedule(max_steps, cfg["optim"]["poly_power"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+    prox_per_lr = 0.0
     if use_prox:  # shrink_t = budget * lr_t / sum of the run's lr schedule
         prox_per_lr = cfg["loss"]["gamma_prox_budget"] / (cfg["optim"]["lr"] * sum(poly(s) for s in range(max_steps)))
-    use_amp = device == "cuda" and tcfg["amp"]
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return dict(optimizer=optimizer, scheduler=scheduler, lr_factor=poly, prox_per_lr=prox_per_lr)
 
-    step, best = 0, {"miou": -math.inf}
+
+def build_run(cfg: dict, out: Path, stage: str, device: str, allow_test_selection: bool) -> TrainingRun:
+    """Everything a stage trains with, built in one fixed order: the global RNG draws (seeding, then model and
+    head initialisation) are part of the result."""
+    dist_info = init_distributed(device)
+    seed_everything(cfg["train"]["seed"] + dist_info.rank)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = dict(cfg, model=stage_model_config(cfg, stage))
+    if stage == "teacher" and cfg["teacher"]["data"]:  # the teacher learns where EO carries information
+        cfg["data"] = {**cfg["data"], **cfg["teacher"]["data"]}
+    dev = torch.device(device if device == "cpu" else f"cuda:{dist_info.local_rank}")
+    data = build_data(cfg, dist_info, allow_test_selection)
+    parts = build_objective(cfg, stage, device, dev, dist_info)
+    use_prox = parts.pop("use_prox")
+    optimization = build_optimization(parts["objective"], cfg, data["max_steps"], use_prox)
+    use_amp = device == "cuda" and cfg["train"]["amp"]
+    return TrainingRun(cfg=cfg, out=out, stage=stage, device=device, dev=dev, dist_info=dist_info, **data, **parts,
+                       **optimization, use_amp=use_amp, scaler=torch.amp.GradScaler("cuda", enabled=use_amp))
+
+
+def resume_from(run: TrainingRun, path: Path) -> None:
+    """Continue an interrupted run from its last.pt: weights, optimizer, schedule, scaler, step and RNG streams."""
+    ckpt = load_checkpoint(path)
+    run.objective.load_state_dict(ckpt["objective"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    run.step, run.best = ckpt["step"], ckpt["best_metrics"] or run.best
+    restore_rng(ckpt, run.tcfg["seed"], run.dist_info.rank, run.step)
+    # The saved lr belongs to the old schedule; recompute it for this run's max_steps.
+    for group, base_lr in zip(run.optimizer.param_groups, run.scheduler.base_lrs):
+        group["lr"] = base_lr * run.lr_factor(run.step)
+
+
+def distributed_runner(run: TrainingRun) -> nn.Module:
+    """The module each step calls: the objective, wrapped in DDP when distributed (after resume_from: DDP starts
+    every rank from rank 0's state)."""
+    if not run.dist_info.enabled:
+        return run.objective
+    return nn.parallel.DistributedDataParallel(
+        run.objective, device_ids=[run.dist_info.local_rank] if run.device == "cuda" else None,
+        find_unused_parameters=True)
+
+
+def open_writer(run: TrainingRun) -> SummaryWriter | None:
+    """Rank 0's TensorBoard writer, and the run's config.json beside it; None on other ranks."""
+    if not run.dist_info.is_main:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run.out / "tb"))
+    (run.out / "config.json").write_text(json.dumps(run.cfg, indent=2))
+    return writer
+
+
+def save(run: TrainingRun, name: str, metrics: dict) -> None:
+    """Write OUT/name: weights and config plus everything resume_from needs to continue exactly."""
+    best = run.best
+    save_checkpoint(run.out / name, model_state=run.model.state_dict(), config=run.cfg, stage=run.stage,
+                    step=run.step, metrics=metrics, extra={
+                        "objective": run.objective.state_dict(), "optimizer": run.optimizer.state_dict(),
+                        "scheduler": run.scheduler.state_dict(), **rng_state(),
+                        "scaler": run.scaler.state_dict(),
+                        "best_metrics": best if math.isfinite(best["miou"]) else None,
+                        "selection": run.selection,
+                    })
+
+
+def train_step(run: TrainingRun, batch: dict) -> tuple[torch.Tensor, dict]:
+    """One optimisation step on `batch` (forward, backward, clip, optimizer, proximal step, schedule); returns the
+    loss and its parts."""
+    tcfg = run.tcfg
+    eo, ir, label = (batch[k].to(run.dev, non_blocking=True) for k in ("eo", "ir", "label"))
+    with torch.autocast("cuda", dtype=torch.float16, enabled=run.use_amp):
+        teacher_out = None
+        if run.teacher is not None:
+            with torch.no_grad():
+                teacher_out = run.teacher(eo=eo)
+        loss, parts = run.runner(eo, ir, label, teacher_out)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"loss is {loss.item()} at step {run.step}: {({k: v.item() for k, v in parts.items()})}"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if tcfg["grad_clip"]:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.objective.parameters(), tcfg["grad_clip"])
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    if run.prox_per_lr:
+        gamma_proximal_step(run.model.backbone, run.prox_per_lr * run.optimizer.param_groups[0]["lr"])
+    run.scheduler.step()
+    run.step += 1
+    return loss, parts
+
+
+def log_step(run: TrainingRun, loss: torch.Tensor, parts: dict, bar: tqdm) -> None:
+    """Every train.log_every steps: loss terms, lr and exchanged fractions to TensorBoard, the loss to the bar."""
+    step = run.step
+    if not run.writer or step % run.tcfg["log_every"]:
+        return
+    run.writer.add_scalar("loss/total", loss.item(), step)
+    for k, v in parts.items():
+        run.writer.add_scalar(f"loss/{k}", v.item(), step)
+    run.writer.add_scalar("lr", run.scheduler.get_last_lr()[0], step)
+    if run.exchange_on:
+        for modality, stages in run.model.backbone.exchanged_fraction().items():
+            for name, fraction in stages.items():
+                run.writer.add_scalar(f"exchanged_fraction/{modality}/{name}", fraction, step)
+    bar.set_postfix(loss=f"{loss.item():.3f}")
+
+
+def evaluate_and_select(run: TrainingRun) -> None:
+    """Validate on the selection split; rank 0 keeps best.pt (highest score), last.pt and metrics.json current."""
+    metrics = evaluate_for_selection(run.objective, run.val_loader, run.eval_modes, run.train_base, run.dev,
+                                     run.tcfg["eval_max_batches"], run.dist_info)
+    metrics["selection"] = run.selection
+    if run.exchange_on:  # the share of channels exchange replaces, per modality and stage
+        metrics["exchanged_fraction"] = run.model.backbone.exchanged_fraction()
+    run.objective.train()
+    if run.writer:
+        for mode in run.eval_modes:
+            run.writer.add_scalar(f"val/miou_{mode}", metrics["miou_by_mode"][mode], run.step)
+        run.writer.add_scalar("val/score", metrics["score"], run.step)
+    if run.dist_info.is_main:
+        if metrics["score"] > run.best.get("score", run.best["miou"]):
+            run.best = dict(metrics, step=run.step, mode=run.eval_modes[0])
+            save(run, "best.pt", run.best)
+        save(run, "last.pt", metrics)
+        (run.out / "metrics.json").write_text(json.dumps({"best": run.best, "last": dict(metrics, step=run.step)},
+                                                         indent=2))
+
+
+def train_one_epoch(run: TrainingRun, bar: tqdm) -> None:
+    """The rest of the current epoch (from mid-epoch after a resume), evaluating every train.eval_every steps and
+    at the last step."""
+    tcfg = run.tcfg
+    epoch, skip = divmod(run.step, run.steps_per_epoch)
+    run.train_base.set_epoch(epoch)  # augmentation is seeded by (seed, index, epoch)
+    # A private generator: DataLoader otherwise draws its worker seed from the
+    # global RNG, which would make a resumed run diverge from an uninterrupted one.
+    loader = DataLoader(run.train_set, batch_sampler=epoch_batches(run.sampler, tcfg["batch_size"], epoch, skip),
+                        num_workers=tcfg["num_workers"],
+                        generator=torch.Generator().manual_seed(tcfg["seed"] * 1000 + epoch))
+    run.objective.train()
+    for batch in loader:
+        loss, parts = train_step(run, batch)
+        bar.update(1)
+        log_step(run, loss, parts, bar)
+        if run.step % run.eval_every == 0 or run.step == run.max_steps:
+            evaluate_and_select(run)
+        if run.step >= run.max_steps:
+            break
+
+
+def train(cfg: dict, out: Path, stage: str, device: str = "cpu", resume: bool = False,
+          allow_test_selection: bool = False) -> dict:
+    """Run one stage; returns the best validation metrics."""
+    run = build_run(cfg, out, stage, device, allow_test_selection)
     if resume and (out / "last.pt").is_file():
-        ckpt = load_checkpoint(out / "last.pt")
-        objective.load_state_dict(ckpt["objective"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        step, best = ckpt["step"], ckpt["best_metrics"] or best
-        restore_rng(ckpt, tcfg["seed"], dist_info.rank, step)
-        # The saved lr belongs to the old schedule; recompute it for this run's max_steps.
-        for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
-            group["lr"] = base_lr * poly(step)
-    runner = objective
-    if dist_info.enabled:
-        runner = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[dist_info.local_rank] if device == "cuda" else None, find_unused_parameters=True)
-
-    writer = None
-    if dist_info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"))
-        (out / "config.json").write_text(json.dumps(cfg, indent=2))
-
-    def save(name: str, metrics: dict) -> None:
-        save_checkpoint(out / name, model_state=model.state_dict(), config=cfg, stage=stage, step=step,
-                        metrics=metrics, extra={
-                            "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), **rng_state(),
-                            "scaler": scaler.state_dict(),
-                            "best_metrics": best if math.isfinite(best["miou"]) else None,
-                            "selection": selection,
-                        })
-
-    bar = tqdm(total=max_steps, initial=step, desc=f"train {stage}", disable=not dist_info.is_main, dynamic_ncols=True)
-    while step < max_steps:
-        epoch, skip = divmod(step, steps_per_epoch)
-        train_base.set_epoch(epoch)  # augmentation is seeded by (seed, index, epoch)
-        # A private generator: DataLoader otherwise draws its worker seed from the
-        # global RNG, which would make a resumed run diverge from an uninterrupted one.
-        loader = DataLoader(train_set, batch_sampler=epoch_batches(sampler, tcfg["batch_size"], epoch, skip),
-                            num_workers=tcfg["num_workers"],
-                            generator=torch.Generator().manual_seed(tcfg["seed"] * 1000 + epoch))
-        objective.train()
-        for batch in loader:
-            eo, ir, label = (batch[k].to(dev, non_blocking=True) for k in ("eo", "ir", "label"))
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                teacher_out = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_out = teacher(eo=eo)
-                loss, parts = runner(eo, ir, label, teacher_out)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at step {step}: {({k: v.item() for k, v in parts.items()})}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if tcfg["grad_clip"]:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(objective.parameters(), tcfg["grad_clip"])
-            scaler.step(optimizer)
-            scaler.update()
-            if prox_per_lr:
-                gamma_proximal_step(model.backbone, prox_per_lr * optimizer.param_groups[0]["lr"])
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            if writer and step % tcfg["log_every"] == 0:
-                writer.add_scalar("loss/total", loss.item(), step)
-                for k, v in parts.items():
-                    writer.add_scalar(f"loss/{k}", v.item(), step)
-                writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
-                if exchange_on:
-                    for modality, stages in model.backbone.exchanged_fraction().items():
-                        for name, fraction in stages.items():
-                            writer.add_scalar(f"exchanged_fraction/{modality}/{name}", fraction, step)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % eval_every == 0 or step == max_steps:
-                metrics = evaluate_for_selection(objective, val_loader, eval_modes, train_base, dev,
-                                                 tcfg["eval_max_batches"], dist_info)
-                metrics["selection"] = selection
-                if exchange_on:  # the share of channels exchange replaces, per modality and stage
-                    metrics["exchanged_fraction"] = model.backbone.exchanged_fraction()
-                objective.train()
-                if writer:
-                    for mode in eval_modes:
-                        writer.add_scalar(f"val/miou_{mode}", metrics["miou_by_mode"][mode], step)
-                    writer.add_scalar("val/score", metrics["score"], step)
-                if dist_info.is_main:
-                    if metrics["score"] > best.get("score", best["miou"]):
-                        best = dict(metrics, step=step, mode=eval_modes[0])
-                        save("best.pt", best)
-                    save("last.pt", metrics)
-                    (out / "metrics.json").write_text(json.dumps({"best": best, "last": dict(metrics, step=step)},
-                                                                 indent=2))
-            if step >= max_steps:
-                break
+        resume_from(run, out / "last.pt")
+    run.runner = distributed_runner(run)
+    run.writer = open_writer(run)
+    bar = tqdm(total=run.max_steps, initial=run.step, desc=f"train {stage}", disable=not run.dist_info.is_main,
+               dynamic_ncols=True)
+    while run.step < run.max_steps:
+        train_one_epoch(run, bar)
     bar.close()
-    if writer:
-        writer.close()
-    shutdown(dist_info)
-    return best
+    if run.writer:
+        run.writer.close()
+    shutdown(run.dist_info)
+    return run.best
 
 
 def parse_args(argv):

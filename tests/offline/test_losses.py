@@ -39,7 +39,7 @@ def test_every_loss_term_is_finite_and_positive():
     eo, ir, label = structured_batch()
     teacher, t_out = teacher_and_outputs(eo)
     objective = CskObjective(build_model(TINY), losses.loss_config({"gamma_l1_mode": "loss", "kd_confidence": 0.0}),
-                             (teacher.backbone.out_channels, teacher.cfg["aspp_channels"]))
+                             (teacher.backbone.out_channels, teacher.aspp_channels))
     total, parts = objective(eo, ir, label, t_out)
     expected = {"ce_fused", "ce_eo", "ce_ir", "ce_ir_only", "kd_feature", "kd_feature_ir_only", "kd_logit",
                 "kd_logit_ir_only", "contrastive", "gamma_l1"}
@@ -216,7 +216,7 @@ def test_knowledge_reaches_the_ir_only_path_and_is_gated_by_teacher_confidence()
     eo, ir, label = structured_batch()
     teacher, t_out = teacher_and_outputs(eo)
     model = build_model(TINY)
-    channels = (teacher.backbone.out_channels, teacher.cfg["aspp_channels"])
+    channels = (teacher.backbone.out_channels, teacher.aspp_channels)
     only_ir_only_kd = losses.loss_config({k: 0 for k in ("ce_fused", "ce_eo", "ce_ir", "ce_ir_only", "kd_feature",
                                                           "kd_logit", "contrastive", "gamma_l1")}
                                          | {"kd_confidence": 0.0})

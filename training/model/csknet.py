@@ -73,11 +73,12 @@ class CSKNet(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg
+        self.aspp_channels = channels = cfg["aspp_channels"]  # width of the decoder features and the heads' input
+        self.exchange = cfg["exchange"]  # whether the encoder exchanges channels in the fused pass
         self.norm_eo, self.norm_ir = _normalizers(cfg)
-        self.backbone = _backbone(cfg, 2, exchange=cfg["exchange"])
+        self.backbone = _backbone(cfg, 2, exchange=self.exchange)
         cin, classes = self.backbone.out_channels, cfg["num_classes"]
         self.aspp_eo, self.aspp_ir = _stream(cfg, cin), _stream(cfg, cin, two_pass=True)
-        channels = cfg["aspp_channels"]
         self.head_eo = nn.Conv2d(channels, classes, 1)
         self.head_ir = nn.Conv2d(channels, classes, 1)
         self.gsu = GatedSpectralUnit(channels) if cfg["gsu"] else None
@@ -115,6 +116,7 @@ class DeepLabV3(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg
+        self.aspp_channels = cfg["aspp_channels"]  # width of the decoder features ("dec"), e.g. for KD adapters
         self.modality = cfg["modality"]
         if self.modality not in ("eo", "ir"):
             raise ValueError(f"deeplabv3 model.modality must be 'eo' or 'ir', got {self.modality!r}")
@@ -123,7 +125,7 @@ class DeepLabV3(nn.Module):
         self.norm = norm_eo if self.modality == "eo" else norm_ir
         self.backbone = _backbone(cfg, 1)
         self.aspp = _stream(cfg, self.backbone.out_channels)
-        self.head = nn.Conv2d(cfg["aspp_channels"], cfg["num_classes"], 1)
+        self.head = nn.Conv2d(self.aspp_channels, cfg["num_classes"], 1)
 
     def forward(self, eo=None, ir=None, mode: str | None = None) -> dict:
         x = eo if self.modality == "eo" else ir
@@ -143,12 +145,13 @@ class EarlyFusion(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg
+        self.aspp_channels = cfg["aspp_channels"]
         self.norm_eo, _ = _normalizers(cfg)
         norm = cfg["normalization"]
         self.norm_ir = Normalize(norm["ir_mean"], norm["ir_std"])
         self.backbone = _backbone(cfg, 1, in_channels=4)
         self.aspp = _stream(cfg, self.backbone.out_channels)
-        self.head = nn.Conv2d(cfg["aspp_channels"], cfg["num_classes"], 1)
+        self.head = nn.Conv2d(self.aspp_channels, cfg["num_classes"], 1)
 
     def forward(self, eo=None, ir=None, mode: str | None = None) -> dict:
         x = torch.cat([self.norm_eo(eo), self.norm_ir(ir)], dim=1)
