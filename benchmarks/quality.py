@@ -49,7 +49,9 @@ Real frames (``--dataset mfnet``, training/configs/mfnet_cpu.yaml, data.root
 setting, 400 steps for every run (teacher included: 69 day frames, 46 epochs),
 trained on train.txt (136 frames), best.pt selected on val.txt, scored on val
 (34 frames) split by name into val_day (18) and val_night (16). The EO teacher
-trains and is selected on day frames only (teacher.data.only=day). Setting
+trains and is selected on day frames only (teacher.data.only=day). The real-data
+study's ablation of IR-only KD runs the other way (``with_ir_only_kd``): the sweep
+chose no IR-only KD for mfnet_cpu.yaml (docs/results/quality_mfnet.md). Setting
 ``tune`` (``--settings tune``) trains on train minus every 5th frame and
 selects and scores on that hold-out: candidate configurations are compared
 there, never on val. Time, measured on this machine's 2 cores with two study
@@ -57,8 +59,8 @@ processes sharing them (OMP_NUM_THREADS=1 each): EO teacher 97-140 s, IR
 baseline 107 s, CSK-Net 369 s per run, evaluation 2-5 s; the whole 9-variant
 x 3-seed table is therefore ~27 runs, about 2 x 21 min of baselines and teachers
 plus 18 x 6.2 min of CSK-Net runs spread over two processes: about 65 min wall
-(seeds split as ``--seeds 0,1`` and ``--seeds 2,`` over one --out; the results
-file is shared under a lock).
+(seeds split over processes sharing one --out; the results file is shared under
+a lock). ``--report-only`` reports what runs.json holds without training.
 
 Usage:
   python benchmarks/quality.py                 # the full study (~43 min on 2 idle CPU cores)
