@@ -178,6 +178,7 @@ def main(argv=None) -> int:
     out = write_json(Path(args.out), {"bundles": {k: str(v) for k, v in bundles.items()}, "frame_size": [H, W],
                                       "frames": len(pairs), "rows": rows, "memory": memory})
     print(f"wrote {out}")
+    shutil.rmtree(work, ignore_errors=True)  # the input bags alone are ~0.5 GB
     return 0
 
 

@@ -180,8 +180,7 @@ class SegmentationPipeline:
             if pairing.status is PairStatus.MATCHED and self.segmenter.has_fused:
                 try:
                     eo = self.preparer.eo(pairing.eo_item, job.ir.shape[:2])
-                except ValueError as exc:
-                    self.rejected["eo_size_mismatch"] += 1
+                except ValueError as exc:  # counted in record()
                     self.log(str(exc))
                     mode, reason = Mode.IR_ONLY, Reason.EO_SIZE_MISMATCH
             else:
@@ -222,6 +221,8 @@ class SegmentationPipeline:
             self.recent_unpaired.append(mode != Mode.FUSED)
         if (mode, reason) != (decision.mode, decision.reason):
             self.counts[f"frames_{reason}"] += 1  # a per-frame fallback (see csk_ros/logic/mode_report.py)
+        if reason == Reason.EO_SIZE_MISMATCH:  # counted here, under the caller's lock, not in infer()
+            self.rejected["eo_size_mismatch"] += 1
         return self._counted(self.announcer.frame((mode, reason), (decision.mode, decision.reason),
                                                   decision.since_s, result.job.arrival_ros,
                                                   self.health.stale_limit("eo")))

@@ -68,7 +68,7 @@ class OfflineSegmenter:
         self.period = diagnostics_period_s or pipeline.config.diagnostics_period_s
         self.render_colored = render_colored
         self.queue: deque[IrJob] = deque()
-        self.queue_mode: dict[int, str] = {}  # id(job) -> health mode when the worker would have taken it
+        self.head_mode: str | None = None  # health mode when the worker would have taken queue[0]
         self.next_diag: float | None = None
         self.last_out_ns = 0
         self.summary = RunSummary()
@@ -124,14 +124,19 @@ class OfflineSegmenter:
         self.summary.decoded[stream] += 1
         if stream == "eo":
             if self.core.eo_frame(msg.header, image, t, decode_ms):
-                self.queue.clear()
+                self._clock_reset()
         else:
             job = IrJob(msg.header, image, stamp_seconds(msg.header.stamp), t, t, decode_ms)
             if self.core.ir_frame(job, decode_ms):
-                self.queue.clear()
+                self._clock_reset()
             self.summary.ir_frames += 1
             self.queue.append(job)
         self._settle(t)
+
+    def _clock_reset(self) -> None:
+        """The core reset its time-keyed state (clock jumped back): the queued frames go too."""
+        self.queue.clear()
+        self.head_mode = None
 
     def undecodable(self, stream: str, reason: str) -> None:
         """A message that could not even be deserialised: counted as the node counts a bad message."""
@@ -142,7 +147,9 @@ class OfflineSegmenter:
         """Decide the queued frames in order, as far as `now` allows (force: the head's deadline is now)."""
         while self.queue:
             job = self.queue[0]
-            mode = self.queue_mode.setdefault(id(job), self.core.decide(job.arrival_ros).mode)
+            if self.head_mode is None:
+                self.head_mode = self.core.decide(job.arrival_ros).mode
+            mode = self.head_mode
             wall = now
             if force or len(self.queue) > 1:  # a newer IR frame waits: the node settles for the best partner now
                 wall = max(now, job.arrival_wall + self.core.config.sync_slop_s)
@@ -150,7 +157,7 @@ class OfflineSegmenter:
             if pairing.status is PairStatus.WAIT:
                 return
             self.queue.popleft()
-            del self.queue_mode[id(job)]
+            self.head_mode = None
             self._process(job, pairing, self.core.decide(wall), wall)
             force = False
 
@@ -166,10 +173,6 @@ class OfflineSegmenter:
         self.inference_ms.append(result.inference_ms)
         self._mode(self.core.record(result, t, 0.0), t)
         self.summary.masks += 1
-        if result.mode == "fused":
-            self.summary.masks_fused += 1
-        else:
-            self.summary.masks_ir_only += 1
 
     def _mode(self, announcement, t: float) -> None:
         if announcement is None:
@@ -204,6 +207,7 @@ class OfflineSegmenter:
         self._diagnostics(max(t_end, self.last_out_ns / NS))
         s = self.summary
         s.rejected = {k: v for k, v in sorted(self.core.rejected.items())}
+        s.masks_fused, s.masks_ir_only = self.core.counts["masks_fused"], self.core.counts["masks_ir_only"]
         s.inference_ms = percentiles(self.inference_ms)
         s.decode_ms = {stream: dict(zip(("p50", "p95"), percentiles(v))) for stream, v in self.core.decode_ms.items()}
         return s

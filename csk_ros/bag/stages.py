@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 
+from csk_ros.bag.bagio import Topics, atomic_writer
 from csk_ros.imaging.ros_image import ImageDecodeError
 
 _END, _ABORT = object(), object()
@@ -93,8 +94,6 @@ class WriteBehind:
         self._check()
 
     def _run(self) -> None:
-        from csk_ros.bag.bagio import Topics, atomic_writer
-
         try:
             with atomic_writer(*self._args) as writer:
                 topics = Topics(writer, self.factory)

@@ -115,3 +115,21 @@ def test_nothing_outside_the_enums_is_published(core):
         core.mode_json(Announcement("ir_only", "eo_sleepy", 1.5))
     with pytest.raises(ValueError):
         core.mode_json(Announcement("half_fused", "eo_healthy", 1.5))
+
+
+def test_an_eo_frame_that_cannot_be_registered_falls_back_and_is_counted_once(core):
+    t = 100.0
+    for _ in range(15):  # EO proves itself first
+        t += PERIOD
+        step(core, t)
+    t += PERIOD
+    wide_eo = np.zeros((60, 160, 3), np.uint8)  # 8:3 against IR's 4:3, no eo_to_ir_homography
+    _, ir_img = scene(H, W, t)
+    core.eo_frame(header(t), wide_eo, t, 0.1)
+    job = IrJob(header(t), ir_img, t, t, t, 0.1)
+    core.ir_frame(job, 0.1)
+    result = core.infer(job, core.pairing(job, t, Mode.FUSED), core.decide(t))
+    assert (result.mode, result.reason) == ("ir_only", "eo_size_mismatch")
+    assert core.rejected["eo_size_mismatch"] == 0  # infer() runs outside the caller's lock: it counts nothing
+    core.record(result, t, 0.0)
+    assert core.rejected["eo_size_mismatch"] == 1 and core.counts["frames_eo_size_mismatch"] == 1
