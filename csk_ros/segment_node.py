@@ -373,6 +373,9 @@ def main(args=None) -> int:
         # not interrupt the cleanup and turn a clean stop into a traceback.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.shutdown()
+        # The executor's SIGINT guard must go while the context is alive: left to the garbage collector
+        # after try_shutdown, rclpy 7.1 (Jazzy) prints "Exception ignored in Executor.__del__" on exit.
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

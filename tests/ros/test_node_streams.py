@@ -39,7 +39,8 @@ def test_sensor_data_640x480_with_the_shipped_profile_loses_nothing(tiny_bundle,
                              env=env, capture_output=True, text=True, timeout=120)
         assert pub.returncode == 0, pub.stderr[-2000:]
         n = len(json.loads(sent_file.read_text())["ir_stamps"])
-        assert d.wait_for(lambda: diag_int(d, "masks_fused") + diag_int(d, "masks_ir_only") >= n, 15)
+        assert d.wait_for(lambda: diag_int(d, "masks_fused") + diag_int(d, "masks_ir_only") >= n, 15), \
+            f"{n} IR frames sent; diagnostics: {json.dumps(d.latest_diagnostic())}"
         diag = d.latest_diagnostic()
         assert int(diag["eo_received"]) == n and int(diag["ir_received"]) == n, diag
         assert int(diag["masks_fused"]) + int(diag["masks_ir_only"]) == n  # one mask per IR frame
