@@ -46,7 +46,7 @@ from csk_ros.bag.params import offline_config  # noqa: E402
 from csk_ros.bag.segment import OfflineSegmenter  # noqa: E402
 from csk_ros.imaging.frames import InputPreparer  # noqa: E402
 from csk_ros.pipeline import SegmentationPipeline  # noqa: E402
-from csk_ros.stream_client import scene  # noqa: E402
+from harness.stream_client import scene  # noqa: E402
 
 H, W = 480, 640
 T0_NS, PERIOD_NS = 1_700_000_000 * 10**9, 10**8

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.camera_publisher import eo_to_ir_homography  # noqa: E402
 from benchmarks.common import RESULTS, print_table, write_json  # noqa: E402
 from benchmarks.node_latency import cpu_seconds, default_bundle  # noqa: E402
-from csk_ros.stream_client import Driver, loopback_ros_env, start_node, stop_node  # noqa: E402
+from harness.stream_client import Driver, loopback_ros_env, start_node, stop_node  # noqa: E402
 
 PROFILE_XML = ROOT / "config" / "fastdds_large_frames.xml"
 PROFILES = {

@@ -101,7 +101,7 @@ def main(argv=None) -> int:
                    help="also publish depth/image (16UC1 mm, registered to IR: a tilted plane 1.5-6 m) and "
                         "ir/camera_info with every IR frame's stamp, for the node's ~/points")
     p.add_argument("--synthetic", action="store_true",
-                   help="procedural frames (csk_ros.stream_client.scene) instead of the MSRS samples: for tests")
+                   help="procedural frames (harness.stream_client.scene) instead of the MSRS samples: for tests")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -111,12 +111,12 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(ROOT))
     from csk_ros.imaging.ros_image import array_to_image
-    from csk_ros.stream_client import loopback_ros_env
+    from harness.stream_client import loopback_ros_env
 
     loopback_ros_env()
     frames = []
     if args.synthetic:
-        from csk_ros.stream_client import scene
+        from harness.stream_client import scene
 
         pairs = [scene(480, 640, 0.37 * k) for k in range(6)]
         pairs = [(cv2.cvtColor(eo, cv2.COLOR_RGB2BGR), ir) for eo, ir in pairs]

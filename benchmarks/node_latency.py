@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, print_table, summarize_ms, write_json  # noqa: E402
 from csk_ros.logic.pairing import stamp_seconds  # noqa: E402
-from csk_ros.stream_client import Driver, loopback_ros_env, scene, start_node, stop_node  # noqa: E402
+from harness.stream_client import Driver, loopback_ros_env, scene, start_node, stop_node  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:

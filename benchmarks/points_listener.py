@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import PointCloud2
 
     sys.path.insert(0, str(ROOT))
-    from csk_ros.stream_client import loopback_ros_env
+    from harness.stream_client import loopback_ros_env
 
     loopback_ros_env()
     rclpy.init()

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, print_table, write_json  # noqa: E402
 from csk_ros.logic.pairing import stamp_seconds  # noqa: E402
-from csk_ros.stream_client import Driver, loopback_ros_env, start_node, stop_node  # noqa: E402
+from harness.stream_client import Driver, loopback_ros_env, start_node, stop_node  # noqa: E402
 from training.data.real import MFNetSource  # noqa: E402
 from training.metrics import summarize  # noqa: E402
 

@@ -241,6 +241,6 @@ def bundle_copy(tiny_bundle, tmp_path) -> Path:
 def ros_env():
     """Environment for any process that touches ROS: loopback-only discovery,
     a per-session domain id and log dir (see scripts/isolated_ros.sh)."""
-    from csk_ros.stream_client import loopback_ros_env
+    from harness.stream_client import loopback_ros_env
 
     return loopback_ros_env()

@@ -14,7 +14,7 @@ import torch
 
 from csk_ros.imaging.frames import resize_nearest
 from csk_ros.logic.pairing import stamp_seconds
-from csk_ros.stream_client import Driver, loopback_ros_env, start_node, stop_node
+from harness.stream_client import Driver, loopback_ros_env, start_node, stop_node
 
 from .data import generate_sample
 from .metrics import confusion_matrix, summarize

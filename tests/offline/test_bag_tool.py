@@ -14,7 +14,7 @@ import pytest
 
 from csk_ros.bag.__main__ import main as bag_main
 from csk_ros.bag.bagio import COMPRESSED, IMAGE, MessageFactory, Topics, atomic_writer
-from csk_ros.stream_client import scene
+from harness.stream_client import scene
 from tests.support.bags import pixels, read_bag
 
 ROOT = Path(__file__).resolve().parents[2]

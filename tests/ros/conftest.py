@@ -2,7 +2,7 @@
 
 import pytest
 
-from csk_ros.stream_client import Driver, start_node, stop_node
+from harness.stream_client import Driver, start_node, stop_node
 from tests.support.node_harness import FAST
 
 

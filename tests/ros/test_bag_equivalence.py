@@ -18,7 +18,7 @@ import yaml
 
 from csk_ros.bag.__main__ import main as bag_main
 from csk_ros.bag.bagio import IMAGE, MessageFactory, Topics, atomic_writer
-from csk_ros.stream_client import Driver, scene, start_node, stop_node
+from harness.stream_client import Driver, scene, start_node, stop_node
 from tests.support.bags import read_bag
 from tests.support.node_harness import FAST, H, W
 

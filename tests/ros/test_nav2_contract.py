@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from csk_ros.logic.labels import confidence_cutoff
-from csk_ros.stream_client import Driver, scene, start_node, stop_node
+from harness.stream_client import Driver, scene, start_node, stop_node
 from tests.support.node_harness import FAST, PERIOD, H, W
 
 CAMERA_K = [70.0, 0.0, (W - 1) / 2, 0.0, 70.0, (H - 1) / 2, 0.0, 0.0, 1.0]

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from csk_ros.stream_client import scene, start_node, stop_node
+from harness.stream_client import scene, start_node, stop_node
 from tests.support.node_harness import FAST, PERIOD, Camera, H, W, first_mode, mask_stamps  # noqa: F401
 
 

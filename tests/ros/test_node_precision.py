@@ -5,7 +5,7 @@ import json
 import time
 
 from csk_ros.bundle import load_manifest
-from csk_ros.stream_client import Driver, start_node, stop_node
+from harness.stream_client import Driver, start_node, stop_node
 from engines.quantize import quantize_bundle
 from tests.support.node_harness import FAST, Camera
 

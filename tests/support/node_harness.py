@@ -3,7 +3,7 @@ and readers of what the node published."""
 
 import time
 
-from csk_ros.stream_client import scene
+from harness.stream_client import scene
 
 H, W = 60, 80  # camera size; the bundle is 48x64, so every frame is resized
 PERIOD = 0.05  # 20 Hz

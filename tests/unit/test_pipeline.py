@@ -15,7 +15,7 @@ from csk_ros.logic.mode_report import Announcement
 from csk_ros.logic.modes import Mode, Reason
 from csk_ros.logic.pairing import PairStatus
 from csk_ros.pipeline import IrJob, SegmentationPipeline
-from csk_ros.stream_client import scene
+from harness.stream_client import scene
 
 H, W = 60, 80
 PERIOD = 0.1
