@@ -77,10 +77,7 @@ class SegmentationPipeline:
         self.config = config
         self.segmenter = segmenter
         self.log = log or (lambda message: None)
-        bundle = segmenter.bundle
-        self.thermal_rule = config.thermal_rule(bundle.thermal_scaling)
-        self.preparer = InputPreparer(bundle.height, bundle.width, config.homography)
-        self.lut = palette_lut(bundle.palette)
+        self._bind_model()
         self.health = EoHealthMonitor(config.health)
         # One tolerance for "the clock jumped back" everywhere (pipeline, monitor, buffer).
         self.clock_jump_s = config.health.clock_jump_tolerance_s
@@ -99,6 +96,33 @@ class SegmentationPipeline:
         self.last_ros_now: float | None = None
         self.last_ir_rejection_wall = -1e9
         self.alarms_published: tuple | None = None  # alarms() of the last /diagnostics
+
+    def _bind_model(self) -> None:
+        """What depends on the bundle and the config: the IR scaling rule, the EO registration, the palette."""
+        bundle = self.segmenter.bundle
+        self.thermal_rule = self.config.thermal_rule(bundle.thermal_scaling)
+        self.preparer = InputPreparer(bundle.height, bundle.width, self.config.homography)
+        self.lut = palette_lut(bundle.palette)
+
+    # ---------------------------------------------------------------- live changes
+    def apply_config(self, config: NodeConfig) -> None:
+        """A validated config whose live parameters changed (`ros2 param set`): from the next frame on.
+        Health state, buffers and counters are kept; only the rules change."""
+        self.config = config
+        self._bind_model()
+        self.health.params = config.health.validate()
+        self.clock_jump_s = config.health.clock_jump_tolerance_s
+        self.eo_buffer.jump_back_s = self.clock_jump_s
+        self.eo_loss.max_gap_s, self.ir_loss.max_gap_s = config.health.eo_timeout_s, config.health.ir_timeout_s
+        self.announcer.stale_periods = config.health.stale_periods
+
+    def swap_segmenter(self, segmenter):
+        """Serve a new model from the next frame on (~/reload_model); returns the old one for the caller to close.
+        Counters, health and the ~/mode timeline carry over: a swap is not a restart."""
+        old, self.segmenter = self.segmenter, segmenter
+        self._bind_model()
+        self.counts["model_swaps"] += 1
+        return old
 
     # ---------------------------------------------------------------- inputs
     def arrived(self, stream: str, wall: float) -> None:

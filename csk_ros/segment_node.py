@@ -27,60 +27,183 @@ import time
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from csk_ros.backends import load_bundle
+from csk_ros.backends.replacement import describe_change, load_checked
 from csk_ros.bundle import BundleError
 from csk_ros.imaging.ros_image import ImageDecodeError, array_to_image
-from csk_ros.logic.config import PARAMS, NodeConfig, build_config
+from csk_ros.logic.config import build_config
 from csk_ros.logic.labels import class_list_json, label_info_message, load_label_info_types
 from csk_ros.logic.pairing import PairStatus, stamp_seconds
 from csk_ros.logic.transport import TransportCheck, active_profile
+from csk_ros.node_parameters import config_after, current_values, declare_all
 from csk_ros.pipeline import FrameResult, IrJob, SegmentationPipeline
 from csk_ros.points_output import PointsOutput
 
-ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service"}
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+STARTUP_ERRORS = (ValueError, BundleError, OSError, RuntimeError)  # a bad config or bundle: one line, not a trace
 HEALTH_WATCH_PERIOD_S = 0.05  # how often the alarms are checked, so an error is published at once
 ALARM_REPUBLISH_S = 0.2  # the fastest an alarm change re-publishes /diagnostics
 
 
-class SegmentNode(Node):
-    """The wiring around `SegmentationPipeline`: parameters, subscriptions, publishers, timers, the worker."""
+class ServiceHost:
+    """~/reload_model on a hidden helper node with its own executor thread, so that loading a model (seconds)
+    never stalls the camera callbacks. One SingleThreadedExecutor for the node itself keeps the callbacks
+    serialised and fast: rclpy's MultiThreadedExecutor costs enough per callback to lose bursts of small
+    messages (tests/ros/test_node_integration.py's 200 malformed ones)."""
+
+    def __init__(self, context, service_name: str, callback):
+        self.node = rclpy.create_node("_segment_node_services", context=context,
+                                      start_parameter_services=False)
+        self.node.create_service(Trigger, service_name, callback)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, name="csk_services", daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.thread.join(timeout=2.0)
+        self.node.destroy_node()
+
+
+class StartupError(RuntimeError):
+    """configure failed while the node starts itself (lifecycle: false): main() prints it and exits 2."""
+
+
+class SegmentNode(LifecycleNode):
+    """The wiring around `SegmentationPipeline`: parameters, lifecycle, subscriptions, publishers, timers, the
+    worker and the model swap."""
 
     def __init__(self, **node_kwargs):
         super().__init__("segment_node", **node_kwargs)
-        self.config = self._load_config()
-        cfg = self.config
-        self.segmenter = load_bundle(cfg.model_dir, backend=cfg.backend, rebuild=cfg.rebuild_engines,
-                                     intra_op_threads=cfg.ort_threads, log=self.get_logger().warning,
-                                     ort_spinning=cfg.ort_spinning, precision=cfg.precision)
-        self.core = SegmentationPipeline(cfg, self.segmenter,
+        declare_all(self)
+        self.lock = threading.Condition()
+        self.frame_lock = threading.Lock()  # held by the worker for one frame: a model swap waits for it
+        self.reload_lock = threading.Lock()  # one ~/reload_model at a time
+        self.core: SegmentationPipeline | None = None
+        self.config = None
+        self.points: PointsOutput | None = None
+        self.worker: threading.Thread | None = None
+        self.pending: IrJob | None = None
+        self.running = False
+        self.active = False
+        self.inputs, self.outputs, self.active_timers = [], [], []
+        self.configure_error = ""
+        self.last_diag_wall = 0.0
+        self.label_info_status = "not published"
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # reports every state
+        self.diag_timer = self.create_timer(float(self.get_parameter("diagnostics_period_s").value),
+                                            self._on_diagnostics)
+        self.service_host = ServiceHost(self.context, self.resolve_service_name("~/reload_model"),
+                                        self._on_reload_model)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if not self.get_parameter("lifecycle").value:
+            if self.trigger_configure() != SUCCESS or self.trigger_activate() != SUCCESS:
+                self.service_host.close()
+                raise StartupError(self.configure_error or "activate failed")
+
+    # ------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate the parameters and load the bundle; on failure stay unconfigured and say why."""
+        try:
+            config = build_config(current_values(self))
+            segmenter = load_bundle(config.model_dir, backend=config.backend, rebuild=config.rebuild_engines,
+                                    intra_op_threads=config.ort_threads, log=self.get_logger().warning,
+                                    ort_spinning=config.ort_spinning, precision=config.precision)
+        except STARTUP_ERRORS as exc:
+            self.configure_error = f"configure failed: {exc}"
+            self.get_logger().error(self.configure_error)
+            return FAILURE
+        self.config, self.configure_error = config, ""
+        self.core = SegmentationPipeline(config, segmenter,
                                          log=lambda m: self.get_logger().warning(m, throttle_duration_sec=5.0))
         self.transport = TransportCheck(active_profile())
-        self.lock = threading.Condition()
-        self.pending: IrJob | None = None
-        self.running = True
-        self.last_diag_wall = 0.0
         self._create_publishers()
+        if config.publish_points:  # without it: no depth subscription, no per-frame cost
+            self.points = PointsOutput(config.depth_min_m, config.depth_max_m, config.sync_slop_s,
+                                       self.core.clock_jump_s, self.lock, self.core.rejected, self.core.counts,
+                                       self.get_logger())
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._create_subscriptions()
-        self.create_timer(cfg.diagnostics_period_s, self._on_diagnostics)
-        self.create_timer(min(HEALTH_WATCH_PERIOD_S, cfg.diagnostics_period_s), self._watch_errors)
+        period = self.config.diagnostics_period_s
+        self.active_timers = [self.create_timer(min(HEALTH_WATCH_PERIOD_S, period), self._watch_errors)]
+        self.running = self.active = True
         self.worker = threading.Thread(target=self._work, name="csk_inference", daemon=True)
         self.worker.start()
         with self.lock:
             self._publish_mode(self.core.startup_announcement(self._ros_now()))
-        bundle, info = self.segmenter.bundle, self.segmenter.info
+        cfg, segmenter = self.config, self.core.segmenter
+        bundle, info = segmenter.bundle, segmenter.info
         self.get_logger().info(
             f"loaded bundle {bundle.root} ({bundle.height}x{bundle.width}, graphs {sorted(bundle.graphs)}) on "
-            f"{self.segmenter.backend_name} {info.get('providers', '')}; subscribed to "
+            f"{segmenter.backend_name} {info.get('providers', '')}; subscribed to "
             f"{self.input_topics['eo']} ({cfg.eo_transport}) and {self.input_topics['ir']} ({cfg.ir_transport}), "
             f"qos {cfg.qos}" + (f"; ~/points from {self.input_topics['depth']} and {self.input_topics['camera_info']}"
                                 if self.points is not None else "") + f"; DDS {self.transport.profile.describe()}")
+        return SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self.get_logger().info("deactivated: no masks until activate (the bundle stays loaded)")
+        return SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_model()
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.shutdown()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.shutdown()  # back to unconfigured with nothing held
+        return SUCCESS
+
+    def lifecycle_state(self) -> str:
+        return "active" if self.active else "inactive" if self.core is not None else "unconfigured"
+
+    def _stop_processing(self) -> None:
+        """Subscriptions, timers and the worker go; the model and the publishers stay."""
+        self.active = False
+        for sub in self.inputs:
+            self.destroy_subscription(sub)
+        for timer in self.active_timers:
+            self.destroy_timer(timer)
+        self.inputs, self.active_timers = [], []
+        with self.lock:
+            self.running = False
+            self.pending = None
+            self.lock.notify_all()
+        if self.worker is not None:
+            self.worker.join(timeout=10.0)
+            if self.worker.is_alive():  # an inference still running: let process exit reclaim the backend
+                self.get_logger().warning("inference worker did not stop within 10 s")
+                return
+            self.worker = None
+
+    def _release_model(self) -> None:
+        for pub in self.outputs:
+            self.destroy_publisher(pub)
+        self.outputs = []
+        if self.core is not None and self.worker is None:
+            self.core.segmenter.close()
+        self.core, self.points = None, None
 
     def _create_publishers(self) -> None:
         out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -91,10 +214,12 @@ class SegmentNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_mode = self.create_publisher(String, "~/mode", latched)
-        self._publish_labels(latched)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.outputs = [self.pub_mask, self.pub_conf, self.pub_overlay, self.pub_colored, self.pub_mode]
+        self._create_label_publishers(latched)
+        self._publish_labels()
         if self.config.publish_points:
             self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
+            self.outputs.append(self.pub_points)
 
     def _create_subscriptions(self) -> None:
         cfg = self.config
@@ -112,46 +237,85 @@ class SegmentNode(Node):
             if transport == "compressed":
                 topic += "/compressed"
             self.input_topics[stream] = topic
-            self.create_subscription(msg_type, topic, callback, input_qos)
-        self.points: PointsOutput | None = None
-        if cfg.publish_points:  # without it: no depth subscription, no per-frame cost
-            self.points = PointsOutput(cfg.depth_min_m, cfg.depth_max_m, cfg.sync_slop_s, self.core.clock_jump_s,
-                                       self.lock, self.core.rejected, self.core.counts, self.get_logger())
+            self.inputs.append(self.create_subscription(msg_type, topic, callback, input_qos))
+        if self.points is not None:
             self.input_topics["depth"] = self.resolve_topic_name("depth/image")
             self.input_topics["camera_info"] = self.resolve_topic_name("ir/camera_info")
-            self.create_subscription(Image, self.input_topics["depth"], self.points.on_depth, input_qos)
-            self.create_subscription(CameraInfo, self.input_topics["camera_info"], self.points.on_camera_info,
-                                     input_qos)
+            self.inputs.append(self.create_subscription(Image, self.input_topics["depth"], self.points.on_depth,
+                                                        input_qos))
+            self.inputs.append(self.create_subscription(CameraInfo, self.input_topics["camera_info"],
+                                                        self.points.on_camera_info, input_qos))
 
-    # ------------------------------------------------------------ parameters
-    def _load_config(self) -> NodeConfig:
-        values = {}
-        for spec in PARAMS:
-            descriptor = ParameterDescriptor(description=spec.description, read_only=True)
-            if spec.choices:
-                descriptor.additional_constraints = f"one of {list(spec.choices)}"
-            if spec.min_value is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
-                descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value),
-                                                         step=1)]
-            elif spec.min_value is not None and isinstance(spec.default, float):
-                descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
-                                                                      to_value=float(spec.max_value), step=0.0)]
+    # ------------------------------------------------------------ live parameters
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """`ros2 param set` on a live parameter: validated by the start-up rules, then applied to the next frame.
+        (rclpy refuses the read-only ones itself, before this runs.)"""
+        changes = {p.name: p.value for p in params}
+        try:
+            config = config_after(self, changes, configured=self.core is not None)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if config is not None:
+            self._apply_live(config, changes)
+        elif "diagnostics_period_s" in changes:
+            self._restart_diagnostics_timer(float(changes["diagnostics_period_s"]))
+        return SetParametersResult(successful=True)
+
+    def _apply_live(self, config, changes: dict) -> None:
+        old = self.config
+        with self.lock:
+            self.config = config
+            self.core.apply_config(config)
+        if config.diagnostics_period_s != old.diagnostics_period_s:
+            self._restart_diagnostics_timer(config.diagnostics_period_s)
+        if (config.confidence_threshold, config.low_confidence_policy) != (old.confidence_threshold,
+                                                                           old.low_confidence_policy):
+            self._publish_labels()  # the threshold and policy are part of ~/classes and ~/label_info
+        applied = ", ".join(f"{name}={value!r}" for name, value in sorted(changes.items()))
+        self.get_logger().info(f"parameters set: {applied}" + (
+            " (model_dir is loaded by ~/reload_model)" if "model_dir" in changes else ""))
+
+    def _restart_diagnostics_timer(self, period: float) -> None:
+        self.destroy_timer(self.diag_timer)
+        self.diag_timer = self.create_timer(period, self._on_diagnostics)
+
+    # ------------------------------------------------------------ model swap
+    def _on_reload_model(self, request, response):
+        """Load the bundle at model_dir beside the running one, prove it, swap it in between two frames.
+        A bad bundle leaves the old model serving and the answer says why."""
+        if self.core is None:
+            response.success, response.message = False, "not configured: nothing to reload (configure first)"
+            return response
+        if not self.reload_lock.acquire(blocking=False):
+            response.success, response.message = False, "a reload is already in progress"
+            return response
+        try:
+            t0 = time.monotonic()
+            old_root = self.core.segmenter.bundle.root
             try:
-                values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
-            except Exception as exc:  # rclpy raises several types for a bad YAML value
-                raise ValueError(f"parameter '{spec.name}': {exc} ({spec.description})") from exc
-        # rclpy silently drops overrides nobody declares, so a typo in a params
-        # file would go unnoticed; its override table is the only place to see them.
-        given = set(getattr(self, "_parameter_overrides", {}) or {})
-        if any(name.startswith("qos_overrides.") for name in given):
-            self.get_logger().warning("qos_overrides.* are not supported by this node; use its 'qos' and "
-                                      "'qos_depth' parameters")
-        unknown = sorted(n for n in given - {spec.name for spec in PARAMS} - ROS_OWN_PARAMS
-                         if not n.startswith("qos_overrides."))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}: check the spelling in the params file / command line "
-                             "(known: see config/segment.yaml)")
-        return build_config(values)
+                config = build_config(current_values(self))
+                segmenter = load_checked(config, log=self.get_logger().warning)
+            except STARTUP_ERRORS as exc:
+                self.get_logger().error(f"~/reload_model refused, still serving {old_root}: {exc}")
+                response.success, response.message = False, f"kept {old_root}: {exc}"
+                return response
+            with self.frame_lock, self.lock:  # between two frames
+                old = self.core.swap_segmenter(segmenter)
+                self.config = config
+                self.transport.sizes.pop("~/mask", None)  # output sizes are re-checked on the next mask
+            change = describe_change(old, segmenter)
+            old.close()
+            if change.classes_changed:
+                self._publish_labels()
+            bundle = segmenter.bundle
+            response.success = True
+            response.message = (f"serving {bundle.root} ({bundle.height}x{bundle.width}, {len(bundle.class_names)} "
+                                f"classes{', classes changed' if change.classes_changed else ''}) on "
+                                f"{segmenter.backend_name}, loaded in {time.monotonic() - t0:.2f} s")
+            self.get_logger().info(f"~/reload_model: {response.message}")
+            return response
+        finally:
+            self.reload_lock.release()
 
     # ---------------------------------------------------------------- clocks
     def _ros_now(self) -> float:
@@ -212,21 +376,28 @@ class SegmentNode(Node):
     def _log_rejection(self, stream: str, exc: ImageDecodeError) -> None:
         self.get_logger().warning(f"dropped {stream} message ({exc.reason}): {exc}", throttle_duration_sec=5.0)
 
-    def _publish_labels(self, latched: QoSProfile) -> None:
-        """Latched class list: JSON on ~/classes everywhere, vision_msgs/LabelInfo on ~/label_info where the
-        package exists (Nav2's semantic layer uses no mask before a LabelInfo)."""
-        bundle, cfg = self.segmenter.bundle, self.config
+    def _create_label_publishers(self, latched: QoSProfile) -> None:
         self.pub_classes = self.create_publisher(String, "~/classes", latched)
-        self.pub_classes.publish(String(data=class_list_json(bundle.class_names, cfg.confidence_threshold,
-                                                             cfg.low_confidence_policy, bundle.palette)))
+        self.outputs.append(self.pub_classes)
+        self.label_info_types = None
         try:
-            types = load_label_info_types()
-            self.pub_label_info = self.create_publisher(types[0], "~/label_info", latched)
+            self.label_info_types = load_label_info_types()
+            self.pub_label_info = self.create_publisher(self.label_info_types[0], "~/label_info", latched)
+            self.outputs.append(self.pub_label_info)
         except Exception as exc:  # ImportError, or rclpy's NoTypeSupportImportedException: never fatal
             self.label_info_status = f"unavailable: {exc}"
             self.get_logger().warning(f"~/label_info not published: {exc}")
+
+    def _publish_labels(self) -> None:
+        """Latched class list: JSON on ~/classes everywhere, vision_msgs/LabelInfo on ~/label_info where the
+        package exists (Nav2's semantic layer uses no mask before a LabelInfo). Again after a swap that changes
+        the classes, or a live change of the confidence threshold or policy."""
+        bundle, cfg = self.core.segmenter.bundle, self.config
+        self.pub_classes.publish(String(data=class_list_json(bundle.class_names, cfg.confidence_threshold,
+                                                             cfg.low_confidence_policy, bundle.palette)))
+        if self.label_info_types is None:
             return
-        msg = label_info_message(types, bundle.class_names, cfg.confidence_threshold)
+        msg = label_info_message(self.label_info_types, bundle.class_names, cfg.confidence_threshold)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_label_info.publish(msg)
         self.label_info_status = "published"
@@ -259,7 +430,8 @@ class SegmentNode(Node):
             if item is None:
                 return
             try:
-                self._process(*item)
+                with self.frame_lock:
+                    self._process(*item)
             except Exception as exc:  # never let one bad frame kill the worker
                 if not self.running or not self.context.ok():
                     return  # shutting down: the context went away under a publish; not an inference error
@@ -325,37 +497,46 @@ class SegmentNode(Node):
 
     def _on_diagnostics(self) -> None:
         now_ros, wall = self._ros_now(), time.monotonic()
-        cfg = self.config
-        context = {"label_info": self.label_info_status, "publish_points": str(cfg.publish_points).lower(),
-                   **self.transport.diagnostics()}
-        with self.lock:
-            level, message, values, announcement = self.core.diagnostics(
-                now_ros, wall, context, self.points.diagnostics() if self.points is not None else None)
-            self._publish_mode(announcement)
-            self.last_diag_wall = wall
+        state = self.lifecycle_state()
+        if state != "active":
+            level, message, values = self._idle_diagnostics(state)
+        else:
+            cfg = self.config
+            context = {"label_info": self.label_info_status, "publish_points": str(cfg.publish_points).lower(),
+                       "lifecycle_state": state, **self.transport.diagnostics()}
+            with self.lock:
+                level, message, values, announcement = self.core.diagnostics(
+                    now_ros, wall, context, self.points.diagnostics() if self.points is not None else None)
+                self._publish_mode(announcement)
+                self.last_diag_wall = wall
         status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",
-                                  message=message, hardware_id=cfg.hardware_id,
+                                  message=message, hardware_id=str(self.get_parameter("hardware_id").value),
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(array)
 
+    def _idle_diagnostics(self, state: str) -> tuple[int, str, dict[str, str]]:
+        """A lifecycle node that is not active publishes no masks on purpose: OK, unless configure failed."""
+        values = {"lifecycle_state": state, "mode": "inactive"}
+        if self.core is not None:
+            values["bundle"] = str(self.core.segmenter.bundle.root)
+        if self.configure_error:
+            values["configure_error"] = self.configure_error
+            return DiagnosticStatus.ERROR[0], self.configure_error, values
+        return DiagnosticStatus.OK[0], f"{state} (lifecycle): no masks until activated", values
+
     def shutdown(self) -> None:
-        with self.lock:
-            self.running = False
-            self.lock.notify_all()
-        self.worker.join(timeout=10.0)
-        if self.worker.is_alive():  # an inference still running: let process exit reclaim the backend
-            self.get_logger().warning("inference worker did not stop within 10 s")
-        else:
-            self.segmenter.close()
+        """Clean from every state: stop the worker, free the model."""
+        self._stop_processing()
+        self._release_model()
 
 
 def main(args=None) -> int:
     rclpy.init(args=args)
     try:
         node = SegmentNode()
-    except (ValueError, BundleError, OSError, RuntimeError) as exc:
+    except STARTUP_ERRORS as exc:
         print(f"[segment_node] start-up failed: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
@@ -373,6 +554,7 @@ def main(args=None) -> int:
         # not interrupt the cleanup and turn a clean stop into a traceback.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.shutdown()
+        node.service_host.close()
         # The executor's SIGINT guard must go while the context is alive: left to the garbage collector
         # after try_shutdown, rclpy 7.1 (Jazzy) prints "Exception ignored in Executor.__del__" on exit.
         executor.shutdown()

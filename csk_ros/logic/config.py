@@ -23,6 +23,7 @@ class ParamSpec:
     choices: tuple = ()
     min_value: float | None = None
     max_value: float | None = None
+    live: bool = False  # `ros2 param set` takes effect on the next frame; the rest are read-only after start-up
 
 
 _H = HealthParams()
@@ -45,7 +46,11 @@ HEALTH_DESCRIPTIONS = {  # the node's health.* parameters; their bounds: HEALTH_
                      "timeout: a lossy but alive stream does not go stale.",
 }
 PARAMS = (
-    ParamSpec("model_dir", "", "Model bundle directory (manifest.json + ONNX graphs + optional TensorRT engines)."),
+    ParamSpec("model_dir", "", "Model bundle directory (manifest.json + ONNX graphs + optional TensorRT engines). "
+              "Settable while running: the new directory is loaded by the ~/reload_model service (or the next "
+              "lifecycle configure), not by the set itself.", live=True),
+    ParamSpec("lifecycle", False, "Run as a managed lifecycle node: wait in 'unconfigured' for configure and activate "
+              "(nav2_lifecycle_manager, or launch lifecycle:=true autostart:=true) instead of starting at once."),
     ParamSpec("backend", "auto", "Inference backend; auto = TensorRT when usable, else ONNX Runtime.",
               ("auto", "tensorrt", "onnxruntime")),
     ParamSpec("precision", "fp32", "fp32 | int8. int8 runs the bundle's INT8 Q/DQ graphs (made by `python -m "
@@ -65,40 +70,44 @@ PARAMS = (
     ParamSpec("ir_transport", "raw", "IR input: raw (sensor_msgs/Image on ir/image) or compressed "
               "(sensor_msgs/CompressedImage, PNG 8/16-bit, on <resolved ir/image>/compressed).", ("raw", "compressed")),
     ParamSpec("loss_warn_fraction", 0.03, "Diagnostics WARN when this fraction of a stream's frames (gaps in its "
-              "stamps) is lost in transport.", min_value=0.0, max_value=1.0),
+              "stamps) is lost in transport.", min_value=0.0, max_value=1.0, live=True),
     ParamSpec("sync_slop_s", 0.05, "Max |EO stamp - IR stamp| for a fused pair; also the longest wait for a late EO. "
               "0.05 s rides out EO arriving up to 50 ms after its IR twin (large colour frames, busy CPUs) and, at "
               "30 Hz, admits the neighbouring EO frame when the exact one is lost.",
-              min_value=0.0, max_value=1.0),
+              min_value=0.0, max_value=1.0, live=True),
     ParamSpec("eo_to_ir_homography", [0.0], "Row-major 3x3 homography mapping EO pixels to IR pixels; [0.0] = "
-              "cameras co-aligned (EO is only resized)."),
+              "cameras co-aligned (EO is only resized).", live=True),
     ParamSpec("output_size", "ir", "Size of published masks: ir (IR image size, nearest-neighbour) or model.",
               ("ir", "model")),
     ParamSpec("confidence_threshold", 0.0, "Confidence (0-1; ~/confidence / 255) below which a pixel is low-"
               "confidence; published as vision_msgs/LabelInfo.threshold on ~/label_info.", min_value=0.0,
-              max_value=1.0),
+              max_value=1.0, live=True),
     ParamSpec("low_confidence_policy", "keep", "What ~/mask holds below confidence_threshold: keep (the class) or "
               "unlabeled (255, an id no class has, which planners ignore).",
-              ("keep", "unlabeled")),
+              ("keep", "unlabeled"), live=True),
     ParamSpec("publish_points", False, "Publish ~/points, an organized semantic PointCloud2 at mask resolution, "
               "from depth/image (16UC1 mm or 32FC1 m, registered to the IR camera) and ir/camera_info."),
     ParamSpec("depth_min_m", 0.05, "Depth below this (m) is invalid: its point is NaN.", min_value=0.0,
               max_value=1000.0),
     ParamSpec("depth_max_m", 30.0, "Depth above this (m) is invalid: its point is NaN.", min_value=0.0,
               max_value=1000.0),
-    ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in ~/overlay.", min_value=0.0, max_value=1.0),
-    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics.", min_value=0.05, max_value=60.0),
-    ParamSpec("hardware_id", "", "hardware_id reported in /diagnostics."),
+    ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in ~/overlay.", min_value=0.0, max_value=1.0,
+              live=True),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics.", min_value=0.05, max_value=60.0, live=True),
+    ParamSpec("hardware_id", "", "hardware_id reported in /diagnostics.", live=True),
     ParamSpec("thermal.mode", "", "mono16/32FC1 IR scaling: fixed or percentile; empty = the bundle's training rule.",
-              ("", "fixed", "percentile")),
-    ParamSpec("thermal.low", 0.0, "fixed mode: raw value mapped to 0."),
-    ParamSpec("thermal.high", 65535.0, "fixed mode: raw value mapped to 255."),
-    ParamSpec("thermal.low_pct", 1.0, "percentile mode: percentile mapped to 0.", min_value=0.0, max_value=100.0),
-    ParamSpec("thermal.high_pct", 99.0, "percentile mode: percentile mapped to 255.", min_value=0.0, max_value=100.0),
-    *(ParamSpec(f"health.{name}", getattr(_H, name), description, (), *HEALTH_LIMITS[name])
+              ("", "fixed", "percentile"), live=True),
+    ParamSpec("thermal.low", 0.0, "fixed mode: raw value mapped to 0.", live=True),
+    ParamSpec("thermal.high", 65535.0, "fixed mode: raw value mapped to 255.", live=True),
+    ParamSpec("thermal.low_pct", 1.0, "percentile mode: percentile mapped to 0.", min_value=0.0, max_value=100.0,
+              live=True),
+    ParamSpec("thermal.high_pct", 99.0, "percentile mode: percentile mapped to 255.", min_value=0.0,
+              max_value=100.0, live=True),
+    *(ParamSpec(f"health.{name}", getattr(_H, name), description, (), *HEALTH_LIMITS[name], live=True)
       for name, description in HEALTH_DESCRIPTIONS.items()),
 )
 SPECS = {p.name: p for p in PARAMS}
+LIVE_PARAMS = frozenset(p.name for p in PARAMS if p.live)
 
 
 @dataclass
@@ -127,13 +136,14 @@ class NodeConfig:
     hardware_id: str
     thermal_override: dict | None
     health: HealthParams = field(default_factory=HealthParams)
+    lifecycle: bool = False
 
     def thermal_rule(self, bundle_rule: dict) -> ThermalScaling:
         """The node's override if set, else the rule the model was trained with."""
         return ThermalScaling.from_dict(self.thermal_override if self.thermal_override else bundle_rule)
 
 
-def _check(spec: ParamSpec, value: Any) -> None:
+def check_value(spec: ParamSpec, value: Any) -> None:
     if isinstance(spec.default, bool) != isinstance(value, bool):
         raise ValueError(f"parameter '{spec.name}' must be a bool, got {value!r}")
     if spec.choices and value not in spec.choices:
@@ -166,7 +176,7 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         raise ValueError(f"unknown parameter(s) {unknown}")
     full = {name: values.get(name, spec.default) for name, spec in SPECS.items()}
     for name, spec in SPECS.items():
-        _check(spec, full[name])
+        check_value(spec, full[name])
     if not full["model_dir"]:
         raise ValueError("parameter 'model_dir' is required: the model bundle directory to load "
                          "(export one with `python -m engines.export`)")
@@ -194,7 +204,7 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         confidence_threshold=float(full["confidence_threshold"]), low_confidence_policy=full["low_confidence_policy"],
         publish_points=full["publish_points"], depth_min_m=float(full["depth_min_m"]),
         depth_max_m=float(full["depth_max_m"]),
-        thermal_override=thermal, health=health,
+        thermal_override=thermal, health=health, lifecycle=full["lifecycle"],
     )
 
 
@@ -216,8 +226,9 @@ def parameter_table_markdown() -> str:
             else f"`{value!r}`" if value == "" else f"`{value}`"
         )
 
-    rows = ["| parameter | default | allowed | meaning |", "|---|---|---|---|"]
-    rows += [f"| `{s.name}` | {default(s)} | {allowed(s)} | {s.description.replace('|', '/')} |" for s in PARAMS]
+    rows = ["| parameter | default | allowed | live | meaning |", "|---|---|---|---|---|"]
+    rows += [f"| `{s.name}` | {default(s)} | {allowed(s)} | {'yes' if s.live else 'read-only'} | "
+             f"{s.description.replace('|', '/')} |" for s in PARAMS]
     return "\n".join(rows) + "\n"
 
 

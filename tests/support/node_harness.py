@@ -14,8 +14,9 @@ FAST = {"sync_slop_s": 0.02, "health.eo_timeout_s": 0.3, "health.recover_frames"
 class Camera:
     """Publishes EO/IR pairs with wall-clock stamps and remembers what it sent."""
 
-    def __init__(self, driver):
+    def __init__(self, driver, period: float = PERIOD):
         self.d = driver
+        self.period = period
         self.ir_stamps, self.eo_times = [], []
 
     def step(self, eo=True, ir=True, eo_image=None, dark=1.0):
@@ -27,7 +28,7 @@ class Camera:
         if ir:
             self.d.pub_ir.publish(self.d.image(ir_img, "mono8", t, "ir_optical"))
             self.ir_stamps.append(t)
-        time.sleep(PERIOD)
+        time.sleep(self.period)
         return t
 
     def run(self, n, **kw):

@@ -8,13 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from csk_ros.backends import load_bundle
 from csk_ros.imaging.ros_image import ImageDecodeError
-from csk_ros.logic.config import build_config
 from csk_ros.logic.mode_report import Announcement
 from csk_ros.logic.modes import Mode, Reason
 from csk_ros.logic.pairing import PairStatus
-from csk_ros.pipeline import IrJob, SegmentationPipeline
+from csk_ros.pipeline import IrJob
 from harness.stream_client import scene
 
 H, W = 60, 80
@@ -24,13 +22,6 @@ PERIOD = 0.1
 def header(t: float):
     return SimpleNamespace(stamp=SimpleNamespace(sec=int(t), nanosec=int(round((t - int(t)) * 1e9)) % 10**9),
                            frame_id="ir")
-
-
-@pytest.fixture
-def core(tiny_bundle):
-    segmenter = load_bundle(tiny_bundle, backend="onnxruntime")
-    yield SegmentationPipeline(build_config({"model_dir": str(tiny_bundle)}), segmenter)
-    segmenter.close()
 
 
 def step(core, t: float, eo=True, dark=1.0):

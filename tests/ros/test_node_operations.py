@@ -1,0 +1,202 @@
+"""Operations on a running node over real ROS (loopback): lifecycle transitions through the standard lifecycle
+services, live parameters through the parameter services, and the ~/reload_model hot swap under a 30 Hz
+stream."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import pytest
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from harness.stream_client import Driver, node_output, start_node, stop_node
+from tests.support.node_harness import FAST, Camera, mask_stamps
+
+pytestmark = pytest.mark.ros
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def call(driver: Driver, srv_type, name: str, request, timeout: float = 20.0):
+    client = driver.node.create_client(srv_type, name)
+    assert client.wait_for_service(timeout_sec=timeout), f"no service {name}"
+    future = client.call_async(request)
+    assert driver.wait_for(future.done, timeout), f"{name} did not answer within {timeout} s"
+    driver.node.destroy_client(client)
+    return future.result()
+
+
+def transition(driver: Driver, transition_id: int) -> bool:
+    return call(driver, ChangeState, "/segment_node/change_state",
+                ChangeState.Request(transition=Transition(id=transition_id))).success
+
+
+def state(driver: Driver) -> str:
+    return call(driver, GetState, "/segment_node/get_state", GetState.Request()).current_state.label
+
+
+def set_params(driver: Driver, **values):
+    request = SetParameters.Request(parameters=[Parameter(k.replace("__", "."), value=v).to_parameter_msg()
+                                                for k, v in values.items()])
+    return call(driver, SetParameters, "/segment_node/set_parameters", request).results
+
+
+def latched_classes(driver: Driver) -> list:
+    store = []
+    driver.node.create_subscription(String, "/segment_node/classes", lambda m: store.append(json.loads(m.data)),
+                                    LATCHED)
+    return store
+
+
+@pytest.fixture
+def started(ros_env):
+    procs = []
+
+    def start(bundle, params):
+        proc = start_node(bundle, ros_env, dict(FAST, **params))
+        driver = Driver()
+        procs.append((proc, driver))
+        return proc, driver
+
+    yield start
+    for proc, driver in procs:
+        driver.close()
+        log = stop_node(proc)
+        assert "Traceback" not in log, log
+
+
+def test_lifecycle_configure_fails_on_a_bad_bundle_then_succeeds_after_the_fix(started, tiny_bundle, tmp_path):
+    proc, d = started(tmp_path / "no_bundle_here", {"lifecycle": True})
+    assert state(d) == "unconfigured"
+    assert d.wait_for(lambda: (d.latest_diagnostic() or {}).get("lifecycle_state") == "unconfigured", 10)
+    assert not transition(d, Transition.TRANSITION_CONFIGURE)
+    assert state(d) == "unconfigured"
+    assert d.wait_for(lambda: "configure failed" in (d.latest_diagnostic() or {}).get("configure_error", ""), 5)
+    assert d.latest_diagnostic()["level"] == 2
+    assert "configure failed" in node_output(proc) and proc.poll() is None
+
+    assert all(r.successful for r in set_params(d, model_dir=str(tiny_bundle)))
+    assert transition(d, Transition.TRANSITION_CONFIGURE) and state(d) == "inactive"
+    cam = Camera(d)
+    cam.run(10)
+    assert not d.masks, "an inactive node published masks"
+    assert d.wait_for(lambda: (d.latest_diagnostic() or {}).get("lifecycle_state") == "inactive", 5)
+    assert "configure_error" not in d.latest_diagnostic() and d.latest_diagnostic()["level"] == 0
+
+    t0 = time.monotonic()
+    assert transition(d, Transition.TRANSITION_ACTIVATE) and state(d) == "active"
+    assert d.wait_for_subscribers(10)
+    while time.monotonic() - t0 < 5 and not d.masks:
+        cam.step()
+    first_mask_s = time.monotonic() - t0
+    assert d.masks and first_mask_s <= 2.0, f"first mask {first_mask_s:.2f} s after activate"
+
+    cam.run(10)
+    assert transition(d, Transition.TRANSITION_DEACTIVATE) and state(d) == "inactive"
+    time.sleep(0.1)  # the last in-flight frame
+    count = len(d.masks)
+    cam.run(10)
+    assert len(d.masks) == count, "masks kept coming after deactivate"
+
+    assert transition(d, Transition.TRANSITION_ACTIVATE)  # the bundle was kept: no configure needed
+    assert d.wait_for_subscribers(10)
+    cam.run(10)
+    assert d.wait_for(lambda: len(d.masks) > count, 3)
+    assert transition(d, Transition.TRANSITION_DEACTIVATE) and transition(d, Transition.TRANSITION_CLEANUP)
+    assert state(d) == "unconfigured"
+    assert transition(d, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) and state(d) == "finalized"
+    assert proc.poll() is None
+
+
+def test_lifecycle_shutdown_from_active_is_clean(started, tiny_bundle):
+    proc, d = started(tiny_bundle, {"lifecycle": True})
+    assert transition(d, Transition.TRANSITION_CONFIGURE) and transition(d, Transition.TRANSITION_ACTIVATE)
+    assert d.wait_for_subscribers(10)
+    Camera(d).run(10)
+    assert d.wait_for(lambda: d.masks, 3)
+    assert transition(d, Transition.TRANSITION_ACTIVE_SHUTDOWN) and state(d) == "finalized"
+    assert proc.poll() is None  # stop_node in the fixture checks the log for tracebacks
+
+
+def test_without_lifecycle_the_node_is_active_at_once(node):
+    proc, d = node()
+    assert state(d) == "active"
+
+
+def test_live_parameters_take_effect_or_are_refused_with_the_reason(node):
+    proc, d = node()
+    classes = latched_classes(d)
+    assert d.wait_for(lambda: classes, 5)
+    assert classes[-1]["confidence_threshold"] == 0.0
+    cam = Camera(d)
+    cam.run(10)
+    assert d.wait_for(lambda: len(d.masks) >= 5, 3)
+    assert not any(255 in bytes(m.data) for _, m in d.masks)
+
+    assert all(r.successful for r in set_params(d, confidence_threshold=1.0, low_confidence_policy="unlabeled"))
+    assert d.wait_for(lambda: classes[-1]["confidence_threshold"] == 1.0, 3), "~/classes was not re-latched"
+    count = len(d.masks)
+    cam.run(10)
+    assert d.wait_for(lambda: len(d.masks) >= count + 5, 3)
+    assert all(255 in bytes(m.data) for _, m in d.masks[count + 1:]), "the new policy did not reach the frames"
+
+    bad = set_params(d, overlay_alpha=1.5)[0]
+    assert not bad.successful and "overlay_alpha" in bad.reason and "1.5" in bad.reason, bad.reason
+    crossed = set_params(d, health__ir_timeout_s=FAST["sync_slop_s"])[0]  # the rule between two parameters
+    assert not crossed.successful and "sync_slop_s" in crossed.reason, crossed.reason
+    read_only = set_params(d, backend="tensorrt")[0]
+    assert not read_only.successful and "read-only" in read_only.reason
+    cam.run(5)
+    assert proc.poll() is None
+    assert d.latest_diagnostic()["backend"] == "onnxruntime"
+
+
+def test_reload_swaps_models_under_30_hz_without_a_missing_mask_and_relatches_classes(node, tiny_bundle, tmp_path):
+    proc, d = node({"qos_depth": 20})
+    classes = latched_classes(d)
+    names = json.loads((tiny_bundle / "manifest.json").read_text())["class_names"]
+    renamed = shutil.copytree(tiny_bundle, tmp_path / "renamed")
+    manifest = json.loads((renamed / "manifest.json").read_text())
+    manifest["class_names"] = [n.upper() for n in names]
+    (renamed / "manifest.json").write_text(json.dumps(manifest))
+    broken = shutil.copytree(tiny_bundle, tmp_path / "broken")
+    sorted(broken.glob("*.onnx"))[0].write_bytes(b"corrupt")
+
+    stop = threading.Event()
+    cam = Camera(d, period=1 / 30)
+
+    def stream():
+        while not stop.is_set():
+            cam.step()
+
+    thread = threading.Thread(target=stream, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        answers = []
+        for bundle in (renamed, tiny_bundle, broken, renamed):
+            assert all(r.successful for r in set_params(d, model_dir=str(bundle)))
+            answers.append(call(d, Trigger, "/segment_node/reload_model", Trigger.Request()))
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert [a.success for a in answers] == [True, True, False, True], [a.message for a in answers]
+    assert "classes changed" in answers[0].message
+    assert answers[2].message.startswith(f"kept {tiny_bundle}"), answers[2].message
+    assert d.wait_for(lambda: classes and classes[-1]["classes"][1]["name"] == names[1].upper(), 3), classes[-1:]
+    time.sleep(0.3)
+    sent = cam.ir_stamps[:-2]  # the last frames may still be in flight
+    got = set(round(s, 6) for s in mask_stamps(d))
+    missing = [s for s in sent if round(s, 6) not in got]
+    assert not missing, f"{len(missing)} of {len(sent)} IR frames got no mask during 4 reloads"
+    diag = d.latest_diagnostic()
+    assert diag["model_swaps"] == "3" and diag.get("ir_dropped", "0") == "0"
