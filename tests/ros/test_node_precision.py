@@ -5,8 +5,8 @@ import json
 import time
 
 from csk_ros.bundle import load_manifest
-from harness.stream_client import Driver, start_node, stop_node
 from engines.quantize import quantize_bundle
+from harness.stream_client import Driver, start_node, stop_node
 from tests.support.node_harness import FAST, Camera
 
 
