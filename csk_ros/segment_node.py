@@ -60,7 +60,8 @@ class ServiceHost:
     messages (tests/ros/test_node_integration.py's 200 malformed ones)."""
 
     def __init__(self, context, service_name: str, callback):
-        self.node = rclpy.create_node("_segment_node_services", context=context,
+        # use_global_arguments=False: the process's `-r __node:=segment_node` (launch) must not rename it too
+        self.node = rclpy.create_node("_segment_node_services", context=context, use_global_arguments=False,
                                       start_parameter_services=False)
         self.node.create_service(Trigger, service_name, callback)
         self.executor = SingleThreadedExecutor(context=context)

@@ -1,6 +1,12 @@
 """ros2 launch csk_ros segment.launch.py [model_dir:=DIR] [params_file:=FILE] [namespace:=NS]
 [eo_topic:=TOPIC] [ir_topic:=TOPIC] [use_sim_time:=true] [log_level:=info] [dds_profile:=auto|none|FILE]
 [publish_points:=true] [depth_topic:=TOPIC] [ir_camera_info_topic:=TOPIC]
+[lifecycle:=true] [autostart:=true]
+
+lifecycle:=true starts the node as a managed lifecycle node (parameter
+`lifecycle: true`): it waits unconfigured for nav2_lifecycle_manager, or, with
+autostart:=true, this launch configures it and activates it once inactive, the
+way the lifecycle manager does (docs/ros_interface.md, Lifecycle).
 
 publish_points / depth_topic / ir_camera_info_topic: the semantic cloud ~/points
 for Nav2 from a depth image registered to the IR camera (docs/nav2.md).
@@ -16,13 +22,15 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import (
     DeclareLaunchArgument,
+    EmitEvent,
     LogInfo,
     OpaqueFunction,
+    RegisterEventHandler,
     SetEnvironmentVariable,
     UnsetEnvironmentVariable,
 )
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
@@ -37,6 +45,29 @@ def dds_environment(context):
     for name, value in environment_for(profile).items():
         actions.append(UnsetEnvironmentVariable(name) if value is None else SetEnvironmentVariable(name, value))
     return actions
+
+
+def flag(context, name: str) -> bool:
+    value = LaunchConfiguration(name).perform(context).strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"{name}:={value!r}: expected true or false")
+    return value == "true"
+
+
+def autostart_actions(managed):
+    """configure now, activate once inactive: what nav2_lifecycle_manager does with autostart."""
+    from launch.events import matches_action
+    from launch_ros.event_handlers import OnStateTransition
+    from launch_ros.events.lifecycle import ChangeState
+    from lifecycle_msgs.msg import Transition
+
+    def change(transition_id):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(managed),
+                                           transition_id=transition_id))
+
+    return [RegisterEventHandler(OnStateTransition(target_lifecycle_node=managed, goal_state="inactive",
+                                                   entities=[change(Transition.TRANSITION_ACTIVATE)])),
+            change(Transition.TRANSITION_CONFIGURE)]
 
 
 def generate_launch_description():
@@ -56,6 +87,10 @@ def generate_launch_description():
                               description="true | false: publish ~/points; empty = the params file's value"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag playback)"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),
+        DeclareLaunchArgument("lifecycle", default_value="false",
+                              description="true: a managed lifecycle node that waits for configure/activate"),
+        DeclareLaunchArgument("autostart", default_value="false",
+                              description="with lifecycle:=true, configure and activate the node at once"),
         DeclareLaunchArgument("dds_profile", default_value="auto",
                               description="Fast DDS profile for the processes started from here: auto (yours if "
                                           "set, else the shipped large-frame profile) | none | FILE"),
@@ -86,6 +121,12 @@ def generate_launch_description():
             raise ValueError(f"publish_points:={points!r}: expected true or false")
         if points:
             parameters.append({"publish_points": points == "true"})
-        return [Node(**common, parameters=parameters)]
+        lifecycle, autostart = (flag(context, name) for name in ("lifecycle", "autostart"))
+        if not lifecycle:
+            if autostart:
+                raise ValueError("autostart:=true needs lifecycle:=true (a plain node starts by itself)")
+            return [Node(**common, parameters=parameters)]
+        managed = LifecycleNode(**common, parameters=parameters + [{"lifecycle": True}])
+        return [managed] + (autostart_actions(managed) if autostart else [])
 
     return LaunchDescription(args + [OpaqueFunction(function=dds_environment), OpaqueFunction(function=node)])
