@@ -168,6 +168,47 @@ class Driver:
             time.sleep(0.05)
         return False
 
+    # ------------------------------------------------------------ services
+    def call(self, srv_type, name: str, request, timeout: float = 20.0):
+        """One service call (lifecycle, parameters, ~/reload_model); the spin thread completes the future."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"no service {name}")
+            future = client.call_async(request)
+            if not self.wait_for(future.done, timeout):
+                raise TimeoutError(f"{name} did not answer within {timeout} s")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def transition(self, transition_id: int) -> bool:
+        """ChangeState on the node (lifecycle_msgs.msg.Transition ids); True on success."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        return self.call(ChangeState, f"/{self.node_name}/change_state", request).success
+
+    def lifecycle_state(self) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return self.call(GetState, f"/{self.node_name}/get_state", GetState.Request()).current_state.label
+
+    def set_parameters(self, values: dict) -> list:
+        """SetParameters results (successful, reason), one per name."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
+        return self.call(SetParameters, f"/{self.node_name}/set_parameters", request).results
+
+    def reload_model(self):
+        from std_srvs.srv import Trigger
+
+        return self.call(Trigger, f"/{self.node_name}/reload_model", Trigger.Request(), timeout=60.0)
+
     def mode_payloads(self) -> list[dict]:
         with self.lock:
             return [json.loads(m.data) for _, m in self.modes]

@@ -11,12 +11,8 @@ import time
 
 import pytest
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState, GetState
-from rcl_interfaces.srv import SetParameters
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
-from std_srvs.srv import Trigger
 
 from harness.stream_client import Driver, node_output, start_node, stop_node
 from tests.support.node_harness import FAST, Camera, mask_stamps
@@ -25,28 +21,16 @@ pytestmark = pytest.mark.ros
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def call(driver: Driver, srv_type, name: str, request, timeout: float = 20.0):
-    client = driver.node.create_client(srv_type, name)
-    assert client.wait_for_service(timeout_sec=timeout), f"no service {name}"
-    future = client.call_async(request)
-    assert driver.wait_for(future.done, timeout), f"{name} did not answer within {timeout} s"
-    driver.node.destroy_client(client)
-    return future.result()
-
-
 def transition(driver: Driver, transition_id: int) -> bool:
-    return call(driver, ChangeState, "/segment_node/change_state",
-                ChangeState.Request(transition=Transition(id=transition_id))).success
+    return driver.transition(transition_id)
 
 
 def state(driver: Driver) -> str:
-    return call(driver, GetState, "/segment_node/get_state", GetState.Request()).current_state.label
+    return driver.lifecycle_state()
 
 
 def set_params(driver: Driver, **values):
-    request = SetParameters.Request(parameters=[Parameter(k.replace("__", "."), value=v).to_parameter_msg()
-                                                for k, v in values.items()])
-    return call(driver, SetParameters, "/segment_node/set_parameters", request).results
+    return driver.set_parameters({k.replace("__", "."): v for k, v in values.items()})
 
 
 def latched_classes(driver: Driver) -> list:
@@ -184,7 +168,7 @@ def test_reload_swaps_models_under_30_hz_without_a_missing_mask_and_relatches_cl
         answers = []
         for bundle in (renamed, tiny_bundle, broken, renamed):
             assert all(r.successful for r in set_params(d, model_dir=str(bundle)))
-            answers.append(call(d, Trigger, "/segment_node/reload_model", Trigger.Request()))
+            answers.append(d.reload_model())
             time.sleep(0.5)
     finally:
         stop.set()
