@@ -282,10 +282,12 @@ class SegmentationPipeline:
                 lossy(ir.loss_fraction, ir.lost, limit))
 
     def diagnostics(self, now_ros: float, wall: float, context: dict[str, str],
-                    extra: dict[str, str] | None = None) -> tuple[int, str, dict[str, str], Announcement | None]:
+                    extra: dict[str, str] | None = None,
+                    warnings: tuple[str, ...] = ()) -> tuple[int, str, dict[str, str], Announcement | None]:
         """(level, message, key/values, a no_input announcement to publish or None) of one /diagnostics
         status.
-        `context`: the shell's own keys (label_info, publish_points); `extra`: more keys (~/points)."""
+        `context`: the shell's own keys (label_info, publish_points); `extra`: more keys (~/points, the
+        registration check); `warnings`: WARN lines of those (the registration check)."""
         cfg = self.config
         decision = self.health.decide(now_ros)
         announcement = None
@@ -341,5 +343,5 @@ class SegmentationPipeline:
             eo_loss=loss["eo"].loss_fraction, ir_loss=loss["ir"].loss_fraction,
             eo_lost=loss["eo"].lost, ir_lost=loss["ir"].lost,
             loss_warn_fraction=cfg.loss_warn_fraction, qos=cfg.qos, unpaired_fraction=unpaired,
-            unpaired_warn_fraction=UNPAIRED_WARN_FRACTION, mode=mode, reason=reason))
+            unpaired_warn_fraction=UNPAIRED_WARN_FRACTION, mode=mode, reason=reason, other_warnings=warnings))
         return level, message, values, announcement

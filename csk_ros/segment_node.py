@@ -41,11 +41,13 @@ from csk_ros.bundle import BundleError
 from csk_ros.imaging.ros_image import ImageDecodeError, array_to_image
 from csk_ros.logic.config import build_config
 from csk_ros.logic.labels import class_list_json, label_info_message, load_label_info_types
+from csk_ros.logic.modes import Mode
 from csk_ros.logic.pairing import PairStatus, stamp_seconds
 from csk_ros.logic.transport import TransportCheck, active_profile
 from csk_ros.node_parameters import config_after, current_values, declare_all
 from csk_ros.pipeline import FrameResult, IrJob, SegmentationPipeline
 from csk_ros.points_output import PointsOutput
+from csk_ros.registration_watch import RegistrationWatch
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 STARTUP_ERRORS = (ValueError, BundleError, OSError, RuntimeError)  # a bad config or bundle: one line, not a trace
@@ -98,6 +100,7 @@ class SegmentNode(LifecycleNode):
         self.core: SegmentationPipeline | None = None
         self.config = None
         self.points: PointsOutput | None = None
+        self.registration: RegistrationWatch | None = None
         self.worker: threading.Thread | None = None
         self.pending: IrJob | None = None
         self.running = False
@@ -145,6 +148,9 @@ class SegmentNode(LifecycleNode):
         period = self.config.diagnostics_period_s
         self.active_timers = [self.create_timer(min(HEALTH_WATCH_PERIOD_S, period), self._watch_errors)]
         self.running = self.active = True
+        self.registration = RegistrationWatch(self.config.registration_period_s, self.config.registration_warn_px,
+                                              self.config.homography,
+                                              log=lambda m: self.get_logger().warning(m, throttle_duration_sec=30.0))
         self.worker = threading.Thread(target=self._work, name="csk_inference", daemon=True)
         self.worker.start()
         with self.lock:
@@ -187,6 +193,9 @@ class SegmentNode(LifecycleNode):
         for timer in self.active_timers:
             self.destroy_timer(timer)
         self.inputs, self.active_timers = [], []
+        if self.registration is not None:
+            self.registration.stop()
+            self.registration = None
         with self.lock:
             self.running = False
             self.pending = None
@@ -267,6 +276,8 @@ class SegmentNode(LifecycleNode):
         with self.lock:
             self.config = config
             self.core.apply_config(config)
+        if self.registration is not None:
+            self.registration.configure(config.registration_period_s, config.registration_warn_px, config.homography)
         if config.diagnostics_period_s != old.diagnostics_period_s:
             self._restart_diagnostics_timer(config.diagnostics_period_s)
         if (config.confidence_threshold, config.low_confidence_policy) != (old.confidence_threshold,
@@ -443,6 +454,9 @@ class SegmentNode(LifecycleNode):
     def _process(self, job: IrJob, pairing, decision) -> None:
         result = self.core.infer(job, pairing, decision)
         t2 = time.monotonic()
+        watch = self.registration  # deactivate may drop it meanwhile
+        if result.mode == Mode.FUSED and watch is not None:
+            watch.offer(pairing.eo_item, job.ir)
         if not self.transport.sizes.get("~/mask"):
             self._check_output_sizes(result.mask.size)
         self.pub_mask.publish(array_to_image(result.mask, "mono8", job.header))
@@ -505,9 +519,11 @@ class SegmentNode(LifecycleNode):
             cfg = self.config
             context = {"label_info": self.label_info_status, "publish_points": str(cfg.publish_points).lower(),
                        "lifecycle_state": state, **self.transport.diagnostics()}
+            registration, warning = self.registration.diagnostics(wall)
             with self.lock:
-                level, message, values, announcement = self.core.diagnostics(
-                    now_ros, wall, context, self.points.diagnostics() if self.points is not None else None)
+                extra = {**(self.points.diagnostics() if self.points is not None else {}), **registration}
+                level, message, values, announcement = self.core.diagnostics(now_ros, wall, context, extra,
+                                                                             (warning,))
                 self._publish_mode(announcement)
                 self.last_diag_wall = wall
         status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",

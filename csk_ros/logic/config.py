@@ -95,6 +95,12 @@ PARAMS = (
               live=True),
     ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics.", min_value=0.05, max_value=60.0, live=True),
     ParamSpec("hardware_id", "", "hardware_id reported in /diagnostics.", live=True),
+    ParamSpec("registration.check_period_s", 1.0, "Seconds between background checks of the EO-to-IR registration "
+              "on the latest fused pair (edge alignment; off the inference path); 0 = off.", min_value=0.0,
+              max_value=3600.0, live=True),
+    ParamSpec("registration.warn_px", 6.0, "/diagnostics WARNs when the median misregistration of the recent "
+              "checks exceeds this many IR pixels (about where a fused model starts to read EO from the wrong "
+              "object at 640 px; see docs/registration.md).", min_value=0.5, max_value=1000.0, live=True),
     ParamSpec("thermal.mode", "", "mono16/32FC1 IR scaling: fixed or percentile; empty = the bundle's training rule.",
               ("", "fixed", "percentile"), live=True),
     ParamSpec("thermal.low", 0.0, "fixed mode: raw value mapped to 0.", live=True),
@@ -137,6 +143,8 @@ class NodeConfig:
     thermal_override: dict | None
     health: HealthParams = field(default_factory=HealthParams)
     lifecycle: bool = False
+    registration_period_s: float = 1.0
+    registration_warn_px: float = 6.0
 
     def thermal_rule(self, bundle_rule: dict) -> ThermalScaling:
         """The node's override if set, else the rule the model was trained with."""
@@ -205,6 +213,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         publish_points=full["publish_points"], depth_min_m=float(full["depth_min_m"]),
         depth_max_m=float(full["depth_max_m"]),
         thermal_override=thermal, health=health, lifecycle=full["lifecycle"],
+        registration_period_s=float(full["registration.check_period_s"]),
+        registration_warn_px=float(full["registration.warn_px"]),
     )
 
 

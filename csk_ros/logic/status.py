@@ -34,6 +34,7 @@ class StatusInputs:
     unpaired_warn_fraction: float
     mode: str
     reason: str
+    other_warnings: tuple[str, ...] = ()  # from outside the per-frame core: the registration check
 
 
 def loss_warning(stream: str, loss: float, qos: str) -> str:
@@ -66,6 +67,7 @@ def assess(s: StatusInputs) -> tuple[int, str]:
                         "sync_slop_s: those ran IR-only")
     if s.mode != "fused":
         warnings.append(f"IR-only fallback ({s.reason})")
+    warnings += [w for w in s.other_warnings if w]
     if warnings:
         return WARN, "; ".join(warnings)
     return OK, "fused EO+IR segmentation"

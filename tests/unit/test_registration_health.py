@@ -1,0 +1,86 @@
+"""The node's registration verdict (csk_ros/logic/registration_health.py) and its background watch
+(csk_ros/registration_watch.py) without ROS: a persistent misregistration WARNs with the fix, a single wild
+check or an unjudged frame does not, and the watch scores the pairs it is offered off the caller's thread."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from csk_ros.imaging.registration import RegistrationCheck
+from csk_ros.logic.registration_health import MIN_VALID, WINDOW, RegistrationHealth
+from csk_ros.registration_watch import RegistrationWatch
+from tests.support.rig_scenes import ir_view, scene
+
+NAN = float("nan")
+
+
+def check(dx: float, dy: float = 0.0, valid: bool = True) -> RegistrationCheck:
+    return RegistrationCheck(0.5, 0.6, (dx, dy), float(np.hypot(dx, dy)), valid, "" if valid else "flat")
+
+
+def test_a_persistent_offset_warns_and_names_the_fix():
+    health = RegistrationHealth(warn_px=6.0)
+    for _ in range(MIN_VALID - 1):
+        health.record(check(12.0), 1.0)
+    assert health.state() == "waiting" and health.warning() == ""
+    health.record(check(12.0, 1.0), 1.0)
+    assert health.state() == "misregistered"
+    warning = health.warning()
+    assert "off by 12.0 px" in warning and "python -m csk_ros.calibrate" in warning and "eo_to_ir_homography" in warning
+    values = health.diagnostics()
+    assert values["registration_state"] == "misregistered"
+    assert values["registration_offset_px"] == "12.00"  # the median dy of (0, 0, 1) is 0
+
+
+def test_one_wild_check_or_unjudged_frames_do_not_warn():
+    health = RegistrationHealth(warn_px=6.0)
+    for dx in (0.5, 20.0, -0.3, 0.8, 0.2):  # one wild estimate among good ones
+        health.record(check(dx), 1.0)
+    assert health.state() == "ok" and health.warning() == ""
+    for _ in range(WINDOW):
+        health.record(check(NAN, NAN, valid=False), 1.0)
+    assert health.state() == "waiting" and health.warning() == ""
+    assert health.diagnostics()["registration_note"] == "flat"
+
+
+def test_a_new_homography_restarts_the_verdict():
+    watch = RegistrationWatch(0.0, 6.0, None)  # period 0: no thread, checks by hand
+    for _ in range(WINDOW):
+        watch.health.record(check(12.0), 1.0)
+    assert watch.health.state() == "misregistered"
+    watch.configure(0.0, 6.0, np.eye(3))
+    assert watch.health.state() == "waiting"
+    assert watch.diagnostics(time.monotonic()) == ({"registration_state": "off"}, "")
+
+
+def test_the_watch_measures_an_eo_shift_on_offered_pairs():
+    eo, radiance = scene(3, size=(320, 256))
+    ir = ir_view(radiance, np.eye(3), 3, size=(320, 256))
+    watch = RegistrationWatch(0.05, 6.0, None)
+    try:
+        shifted_eo = np.roll(eo, 12, axis=1)  # the EO camera panned: its content 12 px to the right
+        deadline = time.monotonic() + 10
+        while watch.health.checks < WINDOW and time.monotonic() < deadline:
+            watch.offer(shifted_eo, ir)
+            time.sleep(0.06)
+        values, warning = watch.diagnostics(time.monotonic())
+    finally:
+        watch.stop()
+    assert values["registration_state"] == "misregistered", values
+    dx, dy = (float(v) for v in values["registration_shift_px"].split(","))
+    assert abs(dx + 12) <= 2 and abs(dy) <= 2, values  # the shift that re-aligns it: 12 px back
+    assert "off by" in warning
+    assert not watch.thread.is_alive()
+
+
+def test_the_watch_is_quiet_on_a_registered_pair():
+    eo, radiance = scene(4, size=(320, 256))
+    ir = ir_view(radiance, np.eye(3), 4, size=(320, 256))
+    watch = RegistrationWatch(0.0, 6.0, None)
+    for _ in range(WINDOW):
+        watch.offer(eo, ir)
+        assert watch.check_once()
+    assert not watch.check_once(), "checked without a new pair"
+    assert watch.health.state() == "ok" and watch.health.warning() == ""
