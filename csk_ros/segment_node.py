@@ -76,6 +76,11 @@ class ServiceHost:
             self.executor.spin()
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
+        except Exception:
+            # SIGINT shuts the context down under this thread's wait (RCLError "context is not valid"):
+            # the end of the process, not an error. Anything else while the context lives is one.
+            if self.node.context.ok():
+                raise
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)

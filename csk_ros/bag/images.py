@@ -109,24 +109,23 @@ def _as_stored(msg) -> np.ndarray:
     return array
 
 
-def to_images(bag: Path, out_dir: Path, eo_topic: str | None = None, ir_topic: str | None = None,
-              every: int = 1, slop_s: float = 0.05, progress=None) -> dict:
-    """EO/IR pairs by stamp (nearest EO within slop_s of each IR frame) into out_dir/vi and out_dir/ir,
-    PNG named by the IR stamp in ns; every N-th pair. Returns counts."""
+def bag_pairs(bag: Path, eo_topic: str | None = None, ir_topic: str | None = None, every: int = 1,
+              slop_s: float = 0.05, progress=None, counts: dict | None = None):
+    """(IR stamp, EO as stored, IR as stored) of the EO/IR pairs of a bag by stamp (nearest EO within slop_s
+    of each IR frame), every N-th pair; `counts` (pairs, unpaired_ir, undecodable) is kept up to date."""
     if every < 1:
         raise BagError(f"--every must be >= 1, got {every}")
-    out_dir = Path(out_dir)
-    counts = {"pairs": 0, "written": 0, "unpaired_ir": 0, "undecodable": 0}
+    counts = {} if counts is None else counts
+    for key in ("pairs", "unpaired_ir", "undecodable"):
+        counts.setdefault(key, 0)
     with open_reader(Path(bag)) as reader:
         eo_name, _ = find_topic(reader, "eo", eo_topic)
         ir_name, _ = find_topic(reader, "ir", ir_topic)
-        (out_dir / "vi").mkdir(parents=True, exist_ok=True)
-        (out_dir / "ir").mkdir(parents=True, exist_ok=True)
         eo_buffer: EoBuffer = EoBuffer(max_len=60, jump_back_s=None)
         pending = []  # IR frames whose EO partner may still follow in the bag
         connections = [c for c in reader.connections if c.topic in (eo_name, ir_name)]
 
-        def flush(upto: float | None) -> None:
+        def ready(upto: float | None):
             while pending and (upto is None or pending[0][0] + slop_s < upto):
                 stamp, ir = pending.pop(0)
                 found = eo_buffer.nearest(stamp, slop_s)
@@ -134,13 +133,8 @@ def to_images(bag: Path, out_dir: Path, eo_topic: str | None = None, ir_topic: s
                     counts["unpaired_ir"] += 1
                     continue
                 counts["pairs"] += 1
-                if (counts["pairs"] - 1) % every:
-                    continue
-                name = f"{int(round(stamp * 1e9))}.png"
-                rgb = found[1]
-                cv2.imwrite(str(out_dir / "vi" / name), rgb[:, :, ::-1] if rgb.ndim == 3 else rgb)
-                cv2.imwrite(str(out_dir / "ir" / name), ir)
-                counts["written"] += 1
+                if not (counts["pairs"] - 1) % every:
+                    yield stamp, found[1], ir
 
         messages = reader.messages(connections=connections)
         for connection, _t, raw in (progress(messages) if progress else messages):
@@ -153,8 +147,25 @@ def to_images(bag: Path, out_dir: Path, eo_topic: str | None = None, ir_topic: s
             stamp = stamp_seconds(msg.header.stamp)
             if connection.topic == eo_name:
                 eo_buffer.add(stamp, image)
-                flush(stamp)
+                yield from ready(stamp)
             else:
                 pending.append((stamp, image))
-        flush(None)
+        yield from ready(None)
+
+
+def to_images(bag: Path, out_dir: Path, eo_topic: str | None = None, ir_topic: str | None = None,
+              every: int = 1, slop_s: float = 0.05, progress=None) -> dict:
+    """EO/IR pairs by stamp (nearest EO within slop_s of each IR frame) into out_dir/vi and out_dir/ir,
+    PNG named by the IR stamp in ns; every N-th pair. Returns counts."""
+    if every < 1:
+        raise BagError(f"--every must be >= 1, got {every}")
+    out_dir = Path(out_dir)
+    counts = {"pairs": 0, "written": 0, "unpaired_ir": 0, "undecodable": 0}
+    (out_dir / "vi").mkdir(parents=True, exist_ok=True)
+    (out_dir / "ir").mkdir(parents=True, exist_ok=True)
+    for stamp, rgb, ir in bag_pairs(bag, eo_topic, ir_topic, every, slop_s, progress, counts):
+        name = f"{int(round(stamp * 1e9))}.png"
+        cv2.imwrite(str(out_dir / "vi" / name), rgb[:, :, ::-1] if rgb.ndim == 3 else rgb)
+        cv2.imwrite(str(out_dir / "ir" / name), ir)
+        counts["written"] += 1
     return counts

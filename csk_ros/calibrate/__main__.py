@@ -121,7 +121,14 @@ def run_cameras(args) -> int:
 def run_check(args) -> int:
     homography = (check.homography_from_params(args.params) if args.params
                   else check.homography_from_values(args.homography))
-    rows = check.check_folders(args.eo_dir, args.ir_dir, homography, args.search_px)
+    if args.bag:
+        if args.eo_dir or args.ir_dir:
+            raise CalibrationRefused("give either EO_DIR IR_DIR or --bag BAG, not both")
+        rows = check.check_bag(args.bag, homography, args.every, args.search_px, args.eo_topic, args.ir_topic)
+    elif args.eo_dir and args.ir_dir:
+        rows = check.check_folders(args.eo_dir, args.ir_dir, homography, args.search_px)
+    else:
+        raise CalibrationRefused("check needs EO_DIR IR_DIR (image folders) or --bag BAG")
     print_table(["pair", "score", "best", "dx_px", "dy_px", "offset_px", "note"],
                 [[r["pair"], r["score"], r["best_score"], r["dx_px"], r["dy_px"], r["offset_px"], r["note"]]
                  for r in rows])
@@ -176,8 +183,12 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(run=run_cameras)
 
     k = sub.add_parser("check", help="score a homography on recorded pairs (the node's live check)")
-    k.add_argument("eo_dir")
-    k.add_argument("ir_dir")
+    k.add_argument("eo_dir", nargs="?", help="EO images (with IR_DIR), or use --bag")
+    k.add_argument("ir_dir", nargs="?")
+    k.add_argument("--bag", help="a rosbag2 (sqlite3 or MCAP) with EO and IR image topics, paired by stamp")
+    k.add_argument("--every", type=int, default=10, help="with --bag: every N-th pair (default 10)")
+    k.add_argument("--eo-topic", help="with --bag: the EO topic (default: the one named like eo/rgb/color)")
+    k.add_argument("--ir-topic", help="with --bag: the IR topic (default: the one named like ir/thermal)")
     source = k.add_mutually_exclusive_group(required=True)
     source.add_argument("--homography", type=float, nargs="+", help="9 numbers row-major, or 0 for none")
     source.add_argument("--params", help="a params YAML holding eo_to_ir_homography")

@@ -41,13 +41,32 @@ def check_folders(eo_dir: str | Path, ir_dir: str | Path, homography: np.ndarray
     rows = []
     for eo_path, ir_path in pair_files(eo_dir, ir_dir):
         result = check_registration(read_eo(eo_path), read_ir(ir_path), homography, search_px=search_px)
-        rows.append({"pair": pair_name(eo_path, ir_path),
-                     "valid": result.valid, "score": result.score, "best_score": result.best_score,
-                     "dx_px": result.shift_px[0], "dy_px": result.shift_px[1], "offset_px": result.offset_px,
-                     "note": result.note})
+        rows.append(_row(pair_name(eo_path, ir_path), result))
     if not rows:
         raise CalibrationRefused(f"no image pairs in {eo_dir} / {ir_dir}")
     return rows
+
+
+def check_bag(bag: str | Path, homography: np.ndarray | None, every: int = 10, search_px: int = 24,
+              eo_topic: str | None = None, ir_topic: str | None = None) -> list[dict]:
+    """The same on every N-th EO/IR pair of a bag (paired by stamp, as `python -m csk_ros.bag to-images`)."""
+    from csk_ros.bag.bagio import BagError
+    from csk_ros.bag.images import bag_pairs
+
+    try:
+        rows = [_row(f"{stamp:.6f}", check_registration(eo, ir, homography, search_px=search_px))
+                for stamp, eo, ir in bag_pairs(Path(bag), eo_topic, ir_topic, every)]
+    except BagError as error:
+        raise CalibrationRefused(str(error)) from None
+    if not rows:
+        raise CalibrationRefused(f"no EO/IR pairs in {bag}")
+    return rows
+
+
+def _row(pair: str, result) -> dict:
+    return {"pair": pair, "valid": result.valid, "score": result.score, "best_score": result.best_score,
+            "dx_px": result.shift_px[0], "dy_px": result.shift_px[1], "offset_px": result.offset_px,
+            "note": result.note}
 
 
 def summary(rows: list[dict]) -> dict:
