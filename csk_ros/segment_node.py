@@ -33,7 +33,6 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
-from std_srvs.srv import Trigger
 
 from csk_ros.backends import load_bundle
 from csk_ros.backends.replacement import describe_change, load_checked
@@ -48,44 +47,12 @@ from csk_ros.node_parameters import config_after, current_values, declare_all
 from csk_ros.pipeline import FrameResult, IrJob, SegmentationPipeline
 from csk_ros.points_output import PointsOutput
 from csk_ros.registration_watch import RegistrationWatch
+from csk_ros.service_host import ServiceHost
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 STARTUP_ERRORS = (ValueError, BundleError, OSError, RuntimeError)  # a bad config or bundle: one line, not a trace
 HEALTH_WATCH_PERIOD_S = 0.05  # how often the alarms are checked, so an error is published at once
 ALARM_REPUBLISH_S = 0.2  # the fastest an alarm change re-publishes /diagnostics
-
-
-class ServiceHost:
-    """~/reload_model on a hidden helper node with its own executor thread, so that loading a model (seconds)
-    never stalls the camera callbacks. One SingleThreadedExecutor for the node itself keeps the callbacks
-    serialised and fast: rclpy's MultiThreadedExecutor costs enough per callback to lose bursts of small
-    messages (tests/ros/test_node_integration.py's 200 malformed ones)."""
-
-    def __init__(self, context, service_name: str, callback):
-        # use_global_arguments=False: the process's `-r __node:=segment_node` (launch) must not rename it too
-        self.node = rclpy.create_node("_segment_node_services", context=context, use_global_arguments=False,
-                                      start_parameter_services=False)
-        self.node.create_service(Trigger, service_name, callback)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, name="csk_services", daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
-        except Exception:
-            # SIGINT shuts the context down under this thread's wait (RCLError "context is not valid"):
-            # the end of the process, not an error. Anything else while the context lives is one.
-            if self.node.context.ok():
-                raise
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.thread.join(timeout=2.0)
-        self.node.destroy_node()
 
 
 class StartupError(RuntimeError):
@@ -134,8 +101,9 @@ class SegmentNode(LifecycleNode):
                                     intra_op_threads=config.ort_threads, log=self.get_logger().warning,
                                     ort_spinning=config.ort_spinning, precision=config.precision)
         except STARTUP_ERRORS as exc:
-            self.configure_error = f"configure failed: {exc}"
-            self.get_logger().error(self.configure_error)
+            self.configure_error = str(exc)
+            if self.get_parameter("lifecycle").value:  # else main() prints it: one line, then exit 2
+                self.get_logger().error(f"configure failed: {exc}")
             return FAILURE
         self.config, self.configure_error = config, ""
         self.core = SegmentationPipeline(config, segmenter,
@@ -545,7 +513,7 @@ class SegmentNode(LifecycleNode):
             values["bundle"] = str(self.core.segmenter.bundle.root)
         if self.configure_error:
             values["configure_error"] = self.configure_error
-            return DiagnosticStatus.ERROR[0], self.configure_error, values
+            return DiagnosticStatus.ERROR[0], f"configure failed: {self.configure_error}", values
         return DiagnosticStatus.OK[0], f"{state} (lifecycle): no masks until activated", values
 
     def shutdown(self) -> None:

@@ -179,6 +179,8 @@ def test_bad_bundle_fails_at_start(tmp_path, ros_env):
     proc.wait(timeout=60)
     out = stop_node(proc)
     assert proc.returncode == 2 and "model bundle directory not found" in out
+    said = [line for line in out.splitlines() if "model bundle directory not found" in line]
+    assert len(said) == 1 and said[0].startswith("[segment_node] start-up failed: "), said  # one line, not two
 
 
 def test_eo_at_half_rate_warns_without_flapping_the_mode(node):

@@ -63,8 +63,10 @@ def test_lifecycle_configure_fails_on_a_bad_bundle_then_succeeds_after_the_fix(s
     assert d.wait_for(lambda: (d.latest_diagnostic() or {}).get("lifecycle_state") == "unconfigured", 10)
     assert not transition(d, Transition.TRANSITION_CONFIGURE)
     assert state(d) == "unconfigured"
-    assert d.wait_for(lambda: "configure failed" in (d.latest_diagnostic() or {}).get("configure_error", ""), 5)
-    assert d.latest_diagnostic()["level"] == 2
+    assert d.wait_for(lambda: (d.latest_diagnostic() or {}).get("configure_error"), 5)
+    diag = d.latest_diagnostic()
+    assert diag["level"] == 2 and diag["message"].startswith("configure failed: ") and "no_bundle_here" in diag[
+        "message"], diag
     assert "configure failed" in node_output(proc) and proc.poll() is None
 
     assert all(r.successful for r in set_params(d, model_dir=str(tiny_bundle)))
