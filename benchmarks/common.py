@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def time_calls(fn, runs: int, warmup: int) -> dict:
@@ -65,9 +67,19 @@ def machine() -> dict:
             "processor": platform.processor()}
 
 
+def git_commit() -> str | None:
+    """The checkout's short commit, recorded with each result (None outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def write_json(path: Path, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(payload, machine=machine(), written=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    payload.setdefault("commit", git_commit())
     path.write_text(json.dumps(payload, indent=2, default=str))
     return path

@@ -93,7 +93,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -105,7 +104,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import RESULTS, print_table, write_json  # noqa: E402
+from benchmarks.common import RESULTS, git_commit, print_table, write_json  # noqa: E402
 
 CONFIG = REPO / "training" / "configs" / "synthetic.yaml"
 SPLITS = ("test", "test_day", "test_night")
@@ -422,14 +421,6 @@ def _scalars(d, prefix="") -> dict:
     elif hasattr(d, "item") and getattr(d, "ndim", 1) == 0:
         out[prefix[:-1]] = d.item()
     return out
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 class ResultsFile:

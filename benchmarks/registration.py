@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import RESULTS, print_table, summarize_ms, write_json  # noqa: E402
+from benchmarks.common import RESULTS, git_commit, print_table, summarize_ms, write_json  # noqa: E402
 from csk_ros.imaging.registration import check_registration, pixel_scale  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -144,14 +143,6 @@ def summarize(records: list[dict]) -> dict:
                                "median_change_error_px": median_of(changes),
                                "change_error_under_2px": sum(e < 2.0 for e in changes)}
     return out
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def fmt(value: float, digits: int = 2) -> str:

@@ -10,11 +10,13 @@ from tests.support.node_harness import FAST
 def node(tiny_bundle, ros_env):
     started = []
 
-    def start(params=None, sim_time=False):
-        proc = start_node(tiny_bundle, ros_env, dict(FAST, **(params or {})))
+    def start(params=None, sim_time=False, bundle=None, wait=True):
+        """wait=False: return before the node subscribes (a lifecycle node waiting for configure)."""
+        proc = start_node(bundle or tiny_bundle, ros_env, dict(FAST, **(params or {})))
         driver = Driver(sim_time=sim_time)
         started.append((proc, driver))
-        assert driver.wait_for_subscribers(40), stop_node(proc)
+        if wait:
+            assert driver.wait_for_subscribers(40), stop_node(proc)
         return proc, driver
 
     yield start

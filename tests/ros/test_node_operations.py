@@ -14,7 +14,7 @@ from lifecycle_msgs.msg import Transition
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from harness.stream_client import Driver, node_output, start_node, stop_node
+from harness.stream_client import Driver, node_output
 from tests.support.node_harness import FAST, Camera, mask_stamps
 
 pytestmark = pytest.mark.ros
@@ -40,25 +40,8 @@ def latched_classes(driver: Driver) -> list:
     return store
 
 
-@pytest.fixture
-def started(ros_env):
-    procs = []
-
-    def start(bundle, params):
-        proc = start_node(bundle, ros_env, dict(FAST, **params))
-        driver = Driver()
-        procs.append((proc, driver))
-        return proc, driver
-
-    yield start
-    for proc, driver in procs:
-        driver.close()
-        log = stop_node(proc)
-        assert "Traceback" not in log, log
-
-
-def test_lifecycle_configure_fails_on_a_bad_bundle_then_succeeds_after_the_fix(started, tiny_bundle, tmp_path):
-    proc, d = started(tmp_path / "no_bundle_here", {"lifecycle": True})
+def test_lifecycle_configure_fails_on_a_bad_bundle_then_succeeds_after_the_fix(node, tiny_bundle, tmp_path):
+    proc, d = node({"lifecycle": True}, bundle=tmp_path / "no_bundle_here", wait=False)
     assert state(d) == "unconfigured"
     assert d.wait_for(lambda: (d.latest_diagnostic() or {}).get("lifecycle_state") == "unconfigured", 10)
     assert not transition(d, Transition.TRANSITION_CONFIGURE)
@@ -102,8 +85,8 @@ def test_lifecycle_configure_fails_on_a_bad_bundle_then_succeeds_after_the_fix(s
     assert proc.poll() is None
 
 
-def test_lifecycle_shutdown_from_active_is_clean(started, tiny_bundle):
-    proc, d = started(tiny_bundle, {"lifecycle": True})
+def test_lifecycle_shutdown_from_active_is_clean(node):
+    proc, d = node({"lifecycle": True}, wait=False)
     assert transition(d, Transition.TRANSITION_CONFIGURE) and transition(d, Transition.TRANSITION_ACTIVATE)
     assert d.wait_for_subscribers(10)
     Camera(d).run(10)
