@@ -282,13 +282,15 @@ class SegmentationPipeline:
                 lossy(ir.loss_fraction, ir.lost, limit))
 
     def diagnostics(self, now_ros: float, wall: float, context: dict[str, str],
-                    extra: dict[str, str] | None = None,
-                    warnings: tuple[str, ...] = ()) -> tuple[int, str, dict[str, str], Announcement | None]:
+                    extra: dict[str, str] | None = None, warnings: tuple[str, ...] = (),
+                    extra_rejected: Counter | None = None) -> tuple[int, str, dict[str, str], Announcement | None]:
         """(level, message, key/values, a no_input announcement to publish or None) of one /diagnostics
         status.
         `context`: the shell's own keys (label_info, publish_points); `extra`: more keys (~/points, the
-        registration check); `warnings`: WARN lines of those (the registration check)."""
+        registration check); `warnings`: WARN lines of those (the registration check); `extra_rejected`:
+        messages the core never saw that were rejected (~/points' depth), counted with its own."""
         cfg = self.config
+        rejected = self.rejected + (extra_rejected or Counter())
         decision = self.health.decide(now_ros)
         announcement = None
         if decision.mode == Mode.NO_INPUT:
@@ -318,7 +320,7 @@ class SegmentationPipeline:
             "backend_info": json.dumps(self.segmenter.info, default=str),
             "eo_received": str(self.eo_rate.count), "ir_received": str(self.ir_rate.count),
             "eo_transport": cfg.eo_transport, "ir_transport": cfg.ir_transport,
-            "rejected_total": str(sum(self.rejected.values())),
+            "rejected_total": str(sum(rejected.values())),
             "unpaired_fraction_recent": f"{unpaired:.3f}",
             **context,
         }
@@ -335,7 +337,7 @@ class SegmentationPipeline:
                 f"{stream}_decode_ms_p50": f"{d50:.3f}", f"{stream}_decode_ms_p95": f"{d95:.3f}",
             })
         values.update(extra or {})
-        values.update({f"rejected_{k}": str(v) for k, v in sorted(self.rejected.items())})
+        values.update({f"rejected_{k}": str(v) for k, v in sorted(rejected.items())})
         values.update({k: str(v) for k, v in sorted(self.counts.items())})
         self.alarms_published = self._alarms(decision.mode, loss["eo"], loss["ir"])
         level, message = assess(StatusInputs(

@@ -7,8 +7,12 @@ a late frame) -- but never waiting while a newer IR frame is pending or while
 the depth stream has gone quiet (DEPTH_QUIET_S), so a missing depth camera
 cannot delay the masks. The wait is reported (`depth_wait_ms_p50/p95`), not
 hidden in the overhead. Every depth message that cannot be used is counted by reason
-in the node's `rejected` counter and every mask without a cloud in `counts`
-(points_skipped_<reason>), both of which /diagnostics reports.
+in `rejected` (the node's /diagnostics adds them to its own rejections: `rejected_depth_<reason>`,
+`rejected_total`) and every mask without a cloud in `counts` (points_skipped_<reason>).
+
+It shares the node's lock, a Condition, on purpose: the worker's wait for depth must wake both when
+depth arrives (notified here) and when a newer IR frame is pending (notified by the node), so one
+condition serves both waits; the counters are its own.
 """
 
 from __future__ import annotations
@@ -36,10 +40,10 @@ DEPTH_BUFFER_FRAMES = 90  # depth is looked up after inference: ~1 s at 90 Hz, 3
 
 
 class PointsOutput:
-    """Shares the node's lock (a Condition, notified when depth arrives) and its counters."""
+    """Shares the node's lock (a Condition, notified when depth arrives); keeps its own counters."""
 
     def __init__(self, min_m: float, max_m: float, slop_s: float, clock_jump_s: float,
-                 lock: threading.Condition, rejected: Counter, counts: Counter, logger):
+                 lock: threading.Condition, logger):
         self.builder = SemanticCloudBuilder(min_m, max_m)
         self.cloud = CloudMessage()  # reused: the worker publishes each cloud before building the next
         self.buffer: EoBuffer = EoBuffer(max_len=DEPTH_BUFFER_FRAMES, jump_back_s=clock_jump_s)
@@ -47,7 +51,9 @@ class PointsOutput:
         self.slop_s = slop_s
         self.last_depth_wall: float | None = None
         self.wait_ms: deque[float] = deque(maxlen=300)
-        self.lock, self.rejected, self.counts, self.logger = lock, rejected, counts, logger
+        self.lock, self.logger = lock, logger
+        self.rejected: Counter = Counter()  # unusable depth / camera_info messages by reason
+        self.counts: Counter = Counter()  # depth_received, points_published, points_skipped_<reason>
 
     # ------------------------------------------------------------ callbacks (executor thread)
     def on_depth(self, msg) -> None:
@@ -131,9 +137,10 @@ class PointsOutput:
         return cloud, waited
 
     def diagnostics(self) -> dict[str, str]:
-        """Values for /diagnostics (call with the lock held)."""
+        """Values for /diagnostics (call with the lock held); the rejections go through the node's, see above."""
         w50, w95 = percentiles(self.wait_ms)
-        return {"depth_wait_ms_p50": f"{w50:.2f}", "depth_wait_ms_p95": f"{w95:.2f}"}
+        return {"depth_wait_ms_p50": f"{w50:.2f}", "depth_wait_ms_p95": f"{w95:.2f}",
+                **{k: str(v) for k, v in sorted(self.counts.items())}}
 
     def reset(self) -> None:
         """Clock jumped back: forget buffered depth (call with the lock held)."""

@@ -112,8 +112,7 @@ class SegmentNode(LifecycleNode):
         self._create_publishers()
         if config.publish_points:  # without it: no depth subscription, no per-frame cost
             self.points = PointsOutput(config.depth_min_m, config.depth_max_m, config.sync_slop_s,
-                                       self.core.clock_jump_s, self.lock, self.core.rejected, self.core.counts,
-                                       self.get_logger())
+                                       self.core.clock_jump_s, self.lock, self.get_logger())
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -494,9 +493,10 @@ class SegmentNode(LifecycleNode):
                        "lifecycle_state": state, **self.transport.diagnostics()}
             registration, warning = self.registration.diagnostics(wall)
             with self.lock:
-                extra = {**(self.points.diagnostics() if self.points is not None else {}), **registration}
-                level, message, values, announcement = self.core.diagnostics(now_ros, wall, context, extra,
-                                                                             (warning,))
+                points = self.points
+                extra = {**(points.diagnostics() if points is not None else {}), **registration}
+                level, message, values, announcement = self.core.diagnostics(
+                    now_ros, wall, context, extra, (warning,), points.rejected if points is not None else None)
                 self._publish_mode(announcement)
                 self.last_diag_wall = wall
         status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: segmentation",

@@ -52,6 +52,7 @@ def test_every_diagnostics_key_is_documented(tiny_bundle):
     from csk_ros.imaging.ros_image import ImageDecodeError
     from csk_ros.pipeline import IrJob, SegmentationPipeline
     from csk_ros.points_output import PointsOutput
+    from csk_ros.registration_watch import RegistrationWatch
 
     segmenter = load_bundle(tiny_bundle, backend="onnxruntime")
     core = SegmentationPipeline(build_config({"model_dir": str(tiny_bundle)}), segmenter)
@@ -62,9 +63,15 @@ def test_every_diagnostics_key_is_documented(tiny_bundle):
     result = core.infer(job, core.pairing(job, 1.0, "ir_only"), core.decide(1.0))
     core.record(result, 1.0, 0.0)
     core.counts["ir_dropped"] += 1
-    points = PointsOutput(0.1, 10.0, 0.05, 1.0, None, core.rejected, core.counts, None)
-    _, _, values, _ = core.diagnostics(1.0, 1.0, {"label_info": "published", "publish_points": "true"},
-                                       points.diagnostics())
+    points = PointsOutput(0.1, 10.0, 0.05, 1.0, None, None)
+    points.rejected["depth_encoding"] += 1
+    points.counts["points_published"] += 1
+    watch = RegistrationWatch(0.0, 6.0, None)
+    watch.period_s = 1.0  # its keys as while running, without its thread
+    registration, _ = watch.diagnostics(2.0)
+    context = {"label_info": "published", "publish_points": "true", "lifecycle_state": "active"}
+    _, _, values, _ = core.diagnostics(1.0, 1.0, context, {**points.diagnostics(), **registration}, (),
+                                       points.rejected)
     segmenter.close()
     text = INTERFACE.read_text()
     missing = [k for k in values if not documented_key(k, text)]

@@ -24,7 +24,7 @@ class Logger:
 
 
 def make_output():
-    out = PointsOutput(0.05, 30.0, SLOP, 1.0, threading.Condition(), Counter(), Counter(), Logger())
+    out = PointsOutput(0.05, 30.0, SLOP, 1.0, threading.Condition(), Logger())
     out.on_camera_info(types.SimpleNamespace(k=[10.0, 0, 3.5, 0, 10.0, 2.5, 0, 0, 1], p=[0.0] * 12, width=W,
                                              height=H))
     return out
@@ -89,10 +89,20 @@ def test_bad_depth_is_rejected_by_reason_and_unused():
 
 
 def test_depth_before_camera_info_is_kept_and_checked_when_used():
-    out = PointsOutput(0.05, 30.0, SLOP, 1.0, threading.Condition(), Counter(), Counter(), Logger())
+    out = PointsOutput(0.05, 30.0, SLOP, 1.0, threading.Condition(), Logger())
     out.on_depth(depth_msg(100.0, size=(H // 2, W // 2)))  # size unknown yet: buffered
     cloud, _ = ask(out, 100.0)
     assert cloud is None and out.counts["points_skipped_no_camera_info"] == 1
     out.on_camera_info(types.SimpleNamespace(k=[10.0, 0, 3.5, 0, 10.0, 2.5, 0, 0, 1], p=[], width=W, height=H))
     cloud, _ = ask(out, 100.0)
     assert cloud is None and out.counts["points_skipped_depth_size_mismatch"] == 1
+
+
+def test_depth_rejections_count_in_the_nodes_rejected_total(core):
+    """The cloud's counters are its own; /diagnostics adds its rejections to the core's."""
+    out = PointsOutput(0.05, 30.0, SLOP, 1.0, threading.Condition(), Logger())
+    out.rejected["depth_encoding"] += 2
+    core.rejected["ir_truncated"] += 1
+    _, _, values, _ = core.diagnostics(1.0, 1.0, {}, out.diagnostics(), (), out.rejected)
+    assert values["rejected_total"] == "3" and values["rejected_depth_encoding"] == "2"
+    assert core.rejected == Counter({"ir_truncated": 1}), "reporting must not fold the cloud's counts into the core's"
