@@ -459,6 +459,11 @@ def main(args=None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGTERM / SIGINT shut the context down between the executor's check and its next wait: rclpy then
+        # raises RCLError ("context is not valid") instead of ExternalShutdownException. A stop, not a crash.
+        if node.context.ok():
+            raise
     finally:
         # `ros2 launch` forwards a second SIGINT after the terminal's: it must
         # not interrupt the cleanup and turn a clean stop into a traceback.
