@@ -57,10 +57,10 @@ def config_after(node, changes: dict, configured: bool) -> NodeConfig | None:
     checked: the rules between parameters (model_dir required, sync_slop_s below the IR timeout) are for
     configure to apply, so the parameters can be set in any order. None then."""
     ours = {name: value for name, value in changes.items() if name in SPECS}
+    if configured:  # build_config applies every value's own check too
+        return build_config({**current_values(node), **ours})
     for name, value in ours.items():
         check_value(SPECS[name], value)
         if name == "eo_to_ir_homography":
             parse_homography(value)
-    if not configured:
-        return None
-    return build_config({**current_values(node), **ours})
+    return None
