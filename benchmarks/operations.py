@@ -15,13 +15,13 @@ Without --bundle: the synthetic demo architecture with random weights (the cost 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,30 +32,7 @@ from benchmarks.common import RESULTS, print_table, summarize_ms, write_json  # 
 from benchmarks.node_latency import default_bundle  # noqa: E402
 from csk_ros.dds_profile import choose_profile, environment_for  # noqa: E402
 from csk_ros.logic.pairing import stamp_seconds  # noqa: E402
-from harness.stream_client import Driver, loopback_ros_env, scene, start_node, stop_node  # noqa: E402
-
-
-class Camera(threading.Thread):
-    """EO+IR at a fixed rate from pre-rendered frames; remembers every IR stamp it sent."""
-
-    def __init__(self, driver: Driver, rate: float, height: int, width: int):
-        super().__init__(daemon=True)
-        self.driver, self.period = driver, 1.0 / rate
-        self.frames = [scene(height, width, k * 0.1) for k in range(8)]
-        self.sent: list[float] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        next_t, k = time.monotonic(), 0
-        while not self.stop.is_set():
-            eo, ir = self.frames[k % len(self.frames)]
-            t = time.time()
-            self.driver.pub_eo.publish(self.driver.image(eo, "rgb8", t, "eo_optical"))
-            self.driver.pub_ir.publish(self.driver.image(ir, "mono8", t, "ir_optical"))
-            self.sent.append(t)
-            k += 1
-            next_t += self.period
-            time.sleep(max(0.0, next_t - time.monotonic()))
+from harness.stream_client import Driver, PairStream, loopback_ros_env, scene, start_node, stop_node  # noqa: E402
 
 
 def masks_since(driver: Driver, t_wall: float) -> list[tuple[float, float]]:
@@ -91,7 +68,7 @@ def lifecycle_cycles(driver: Driver, cycles: int, period: float) -> list[dict]:
     return rows
 
 
-def hot_swaps(driver: Driver, camera: Camera, bundles: list[Path], swaps: int) -> dict:
+def hot_swaps(driver: Driver, camera: PairStream, bundles: list[Path], swaps: int) -> dict:
     t_start = time.time()
     time.sleep(1.0)
     answers = []
@@ -140,7 +117,9 @@ def main(argv=None) -> int:
         driver = camera = None
         try:
             driver = Driver()
-            camera = Camera(driver, args.rate, args.height, args.width)
+            # pre-rendered, so that the publisher is not what gets measured
+            frames = [scene(args.height, args.width, k * 0.1) for k in range(8)]
+            camera = PairStream(driver, itertools.cycle(frames), args.rate)
             camera.start()
             cycles = lifecycle_cycles(driver, args.cycles, period)
             from lifecycle_msgs.msg import Transition as T
@@ -150,8 +129,7 @@ def main(argv=None) -> int:
             diag = driver.latest_diagnostic() or {}
         finally:
             if camera is not None:
-                camera.stop.set()
-                camera.join()
+                camera.close()
             if driver is not None:
                 driver.close()
             log = stop_node(proc)

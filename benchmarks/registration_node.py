@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,40 +32,25 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import RESULTS, print_table, write_json  # noqa: E402
 from benchmarks.node_latency import default_bundle  # noqa: E402
 from benchmarks.registration import SHARED, mfnet_pairs, msrs_pairs  # noqa: E402
-from harness.stream_client import Driver, loopback_ros_env, start_node, stop_node  # noqa: E402
+from harness.stream_client import Driver, PairStream, loopback_ros_env, start_node, stop_node  # noqa: E402
 
 RATE_HZ = 10.0
 TRIALS = (("x+8", 8, 0), ("x-8", -8, 0), ("y+8", 0, 8), ("y-8", 0, -8), ("x+12", 12, 0), ("y+12", 0, 12))
 DETECTION_LIMIT_S = 10.0
 
 
-class RealCamera(threading.Thread):
-    """The dataset's pairs at 10 Hz, each held for hold_s with fresh noise, in a seeded random order."""
-
-    def __init__(self, driver: Driver, pairs: list, hold_s: float, seed: int = 0):
-        super().__init__(daemon=True)
-        self.driver, self.pairs, self.hold = driver, pairs, max(1, round(hold_s * RATE_HZ))
-        self.rng = np.random.default_rng(seed)
-        self.stop = threading.Event()
-        self.frames = 0
-
-    def run(self) -> None:
-        next_t = time.monotonic()
-        while not self.stop.is_set():
-            for k in self.rng.permutation(len(self.pairs)):
-                _, eo, ir = self.pairs[k]
-                for _ in range(self.hold):
-                    if self.stop.is_set():
-                        return
-                    t = time.time()
-                    noise = self.rng.normal(0, 2, eo.shape[:2])
-                    eo_n = np.clip(eo + noise[..., None], 0, 255).astype(np.uint8)
-                    ir_n = np.clip(ir + noise, 0, 255).astype(np.uint8)
-                    self.driver.pub_eo.publish(self.driver.image(eo_n, "rgb8", t, "eo_optical"))
-                    self.driver.pub_ir.publish(self.driver.image(ir_n, "mono8", t, "ir_optical"))
-                    self.frames += 1
-                    next_t += 1.0 / RATE_HZ
-                    time.sleep(max(0.0, next_t - time.monotonic()))
+def held_noisy_pairs(pairs: list, hold_s: float, seed: int = 0):
+    """The dataset's pairs, each repeated for hold_s at RATE_HZ with fresh noise, in a seeded random order,
+    forever."""
+    rng = np.random.default_rng(seed)
+    hold = max(1, round(hold_s * RATE_HZ))
+    while True:
+        for k in rng.permutation(len(pairs)):
+            _, eo, ir = pairs[k]
+            for _ in range(hold):
+                noise = rng.normal(0, 2, eo.shape[:2])
+                yield (np.clip(eo + noise[..., None], 0, 255).astype(np.uint8),
+                       np.clip(ir + noise, 0, 255).astype(np.uint8))
 
 
 def diagnostics_since(driver: Driver, t_wall: float) -> list[tuple[float, dict]]:
@@ -108,7 +92,7 @@ def main(argv=None) -> int:
             driver = Driver()
             if not driver.wait_for_subscribers(60):
                 raise SystemExit("the node did not come up: " + stop_node(proc))
-            camera = RealCamera(driver, pairs, args.hold_s)
+            camera = PairStream(driver, held_noisy_pairs(pairs, args.hold_s), RATE_HZ)
             camera.start()
             if wait_state(driver, ("ok", "misregistered"), time.time(), 30) is None:
                 raise SystemExit("the registration check never judged a pair")
@@ -126,8 +110,7 @@ def main(argv=None) -> int:
             last = driver.latest_diagnostic() or {}
         finally:
             if camera is not None:
-                camera.stop.set()
-                camera.join()
+                camera.close()
             if driver is not None:
                 driver.close()
             log = stop_node(proc)
@@ -145,7 +128,7 @@ def main(argv=None) -> int:
                                  "max": max(offsets, default=None)},
         "trials": trials, "registration_cpu_percent": last.get("registration_cpu_percent"),
         "registration_check_ms_p50": last.get("registration_check_ms_p50"),
-        "registration_checks": last.get("registration_checks"), "frames_sent": camera.frames if camera else 0,
+        "registration_checks": last.get("registration_checks"), "frames_sent": len(camera.sent) if camera else 0,
         "node_log_tail": log[-1500:],
     }
     print(f"\nthe node's registration check on {args.dataset} ({len(pairs)} registered pairs, {RATE_HZ:g} Hz, "

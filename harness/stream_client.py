@@ -223,6 +223,33 @@ class Driver:
                 "message": status.message, **{kv.key: kv.value for kv in status.values}}
 
 
+class PairStream(threading.Thread):
+    """Publishes the (EO rgb8, IR mono8) pairs of `frames` (any iterator) at `rate_hz` on a thread, one wall-clock
+    stamp per pair, and keeps every stamp it sent. Ends when `frames` does or at close()."""
+
+    def __init__(self, driver: Driver, frames, rate_hz: float):
+        super().__init__(daemon=True)
+        self.driver, self.frames, self.period = driver, frames, 1.0 / rate_hz
+        self.sent: list[float] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        next_t = time.monotonic()
+        for eo, ir in self.frames:
+            if self.stopping.is_set():
+                return
+            t = time.time()
+            self.driver.pub_eo.publish(self.driver.image(eo, "rgb8", t, "eo_optical"))
+            self.driver.pub_ir.publish(self.driver.image(ir, "mono8", t, "ir_optical"))
+            self.sent.append(t)
+            next_t += self.period
+            time.sleep(max(0.0, next_t - time.monotonic()))
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.join()
+
+
 def scene(height: int, width: int, t: float, dark: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """A moving, noisy day scene (never frozen, never dark unless `dark` < 1)."""
     rng = np.random.default_rng(int(t * 1000) % (2 ** 31))
