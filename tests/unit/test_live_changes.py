@@ -13,7 +13,7 @@ from csk_ros.backends import load_bundle
 from csk_ros.backends.replacement import check_outputs, describe_change, load_checked
 from csk_ros.bundle import BundleError
 from csk_ros.logic.config import LIVE_PARAMS, SPECS, build_config
-from tests.unit.test_pipeline import PERIOD, step
+from tests.unit.test_pipeline import PERIOD, run_frames, step
 
 
 def test_the_issue_lists_split_into_live_and_read_only():
@@ -27,10 +27,7 @@ def test_the_issue_lists_split_into_live_and_read_only():
 
 
 def test_a_live_confidence_policy_applies_from_the_next_frame_and_keeps_the_health_state(core, tiny_bundle):
-    t = 100.0
-    for _ in range(15):
-        t += PERIOD
-        result, _ = step(core, t)
+    t, result = run_frames(core, 15)
     assert result.mode == "fused" and (result.mask != 255).all()
     counts_before = dict(core.counts)
     core.apply_config(build_config({"model_dir": str(tiny_bundle), "confidence_threshold": 1.0,
@@ -58,10 +55,7 @@ def test_a_live_homography_registers_the_next_eo_frame(core, tiny_bundle):
 
 
 def test_a_swap_serves_the_new_model_from_the_next_frame_and_keeps_the_counters(core, tiny_bundle, tmp_path):
-    t = 100.0
-    for _ in range(12):
-        t += PERIOD
-        step(core, t)
+    t, _ = run_frames(core, 12)
     other_dir = shutil.copytree(tiny_bundle, tmp_path / "other")
     new = load_bundle(other_dir, backend="onnxruntime")
     masks_before = core.counts["masks_fused"]

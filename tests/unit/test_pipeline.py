@@ -42,6 +42,15 @@ def step(core, t: float, eo=True, dark=1.0):
     return result, [a for a in announcements if a is not None]
 
 
+def run_frames(core, frames: int, t: float = 100.0):
+    """`frames` healthy camera periods from t; (the last period's time, its frame result)."""
+    result = None
+    for _ in range(frames):
+        t += PERIOD
+        result, _ = step(core, t)
+    return t, result
+
+
 def test_fused_while_eo_is_healthy_ir_only_when_it_stops_and_back(core):
     t, timeline = 100.0, []
     for k in range(60):
@@ -77,10 +86,7 @@ def test_an_undecodable_message_is_counted_by_stream_and_reason(core):
 
 
 def test_an_ir_frame_waits_for_a_late_eo_partner_within_the_slop(core):
-    t = 100.0
-    for _ in range(15):  # EO proves itself first
-        t += PERIOD
-        step(core, t)
+    t, _ = run_frames(core, 15)  # EO proves itself first
     t += PERIOD
     _, ir_img = scene(H, W, t)
     job = IrJob(header(t), ir_img, t, t, t, 0.1)
@@ -91,10 +97,7 @@ def test_an_ir_frame_waits_for_a_late_eo_partner_within_the_slop(core):
 
 
 def test_a_backwards_clock_jump_resets_the_time_keyed_state(core):
-    t = 100.0
-    for _ in range(5):
-        t += PERIOD
-        step(core, t)
+    t, _ = run_frames(core, 5)
     assert core.check_clock_jump(t - 10.0)
     assert core.counts["clock_resets"] == 1 and len(core.eo_buffer) == 0
 
@@ -109,10 +112,7 @@ def test_nothing_outside_the_enums_is_published(core):
 
 
 def test_an_eo_frame_that_cannot_be_registered_falls_back_and_is_counted_once(core):
-    t = 100.0
-    for _ in range(15):  # EO proves itself first
-        t += PERIOD
-        step(core, t)
+    t, _ = run_frames(core, 15)  # EO proves itself first
     t += PERIOD
     wide_eo = np.zeros((60, 160, 3), np.uint8)  # 8:3 against IR's 4:3, no eo_to_ir_homography
     _, ir_img = scene(H, W, t)
