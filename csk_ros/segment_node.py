@@ -35,7 +35,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
-from csk_ros.backends import load_bundle
+from csk_ros.backends import load_configured
 from csk_ros.backends.replacement import describe_change, load_checked
 from csk_ros.bundle import BundleError
 from csk_ros.imaging.ros_image import ImageDecodeError
@@ -98,9 +98,7 @@ class SegmentNode(FrameWorker, LifecycleNode):
         """Validate the parameters and load the bundle; on failure stay unconfigured and say why."""
         try:
             config = build_config(current_values(self))
-            segmenter = load_bundle(config.model_dir, backend=config.backend, rebuild=config.rebuild_engines,
-                                    intra_op_threads=config.ort_threads, log=self.get_logger().warning,
-                                    ort_spinning=config.ort_spinning, precision=config.precision)
+            segmenter = load_configured(config, log=self.get_logger().warning)
         except STARTUP_ERRORS as exc:
             self.configure_error = str(exc)
             if self.get_parameter("lifecycle").value:  # else main() prints it: one line, then exit 2

@@ -141,4 +141,13 @@ def load_bundle(path, backend: str = "auto", rebuild: bool = False, warm_up: boo
     return segmenter
 
 
-__all__ = ["BACKENDS", "RUNTIME_PRECISIONS", "Segmenter", "load_bundle", "OnnxRuntimeRunner", "BundleError"]
+def load_configured(config, log=None) -> Segmenter:
+    """`load_bundle` with a node config's settings (model_dir, backend, engines, ORT threads, precision): the one
+    mapping the node's configure, its model swap and `python -m csk_ros.bag` share."""
+    return load_bundle(config.model_dir, backend=config.backend, rebuild=config.rebuild_engines,
+                       intra_op_threads=config.ort_threads, log=log, ort_spinning=config.ort_spinning,
+                       precision=config.precision)
+
+
+__all__ = ["BACKENDS", "RUNTIME_PRECISIONS", "Segmenter", "load_bundle", "load_configured", "OnnxRuntimeRunner",
+           "BundleError"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from csk_ros.backends import Segmenter, load_bundle
+from csk_ros.backends import Segmenter, load_configured
 from csk_ros.bundle import BundleError
 
 
@@ -28,9 +28,7 @@ class ModelChange:
 def load_checked(config, log=None) -> Segmenter:
     """The bundle at config.model_dir, loaded with the node's backend settings and checked by one inference
     per graph. Raises BundleError (or ValueError/OSError/RuntimeError from the backend) saying why."""
-    segmenter = load_bundle(config.model_dir, backend=config.backend, rebuild=config.rebuild_engines,
-                            intra_op_threads=config.ort_threads, log=log, ort_spinning=config.ort_spinning,
-                            precision=config.precision)
+    segmenter = load_configured(config, log)
     try:
         check_outputs(segmenter)
     except BundleError:

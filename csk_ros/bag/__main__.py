@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from csk_ros.backends import BACKENDS, load_bundle
+from csk_ros.backends import BACKENDS, load_configured
 from csk_ros.bag.bagio import STORAGES, BagError, MessageFactory, find_topic, open_reader
 from csk_ros.bag.images import from_images, to_images
 from csk_ros.bag.params import offline_config
@@ -35,9 +35,7 @@ def _segment(args) -> int:
                 raise BagError(f"--{stream}-transport {asked}, but {topic} holds {kind} images")
         overrides.update({"eo_transport": eo_kind, "ir_transport": ir_kind})
         config = offline_config(args.params, overrides, args.node_name)
-        segmenter = load_bundle(config.model_dir, backend=config.backend, rebuild=config.rebuild_engines,
-                                intra_op_threads=config.ort_threads, ort_spinning=config.ort_spinning,
-                                precision=config.precision, log=lambda m: print(f"[bag] {m}", file=sys.stderr))
+        segmenter = load_configured(config, log=lambda m: print(f"[bag] {m}", file=sys.stderr))
         connections = [c for c in reader.connections if c.topic in (eo_topic, ir_topic)]
         stream_of = {eo_topic: "eo", ir_topic: "ir"}
         total = sum(c.msgcount for c in connections)
