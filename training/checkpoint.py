@@ -52,6 +52,8 @@ def model_from_checkpoint(path: str | Path, map_location="cpu"):
 
     ckpt = load_checkpoint(path, map_location)
     model_cfg = dict(ckpt["config"]["model"], pretrained=None)
+    if model_cfg.get("arch", "csknet") == "csknet":  # trained before the direction existed: CEN's symmetric exchange
+        model_cfg.setdefault("exchange_direction", "both")
     model = build_model(model_cfg)
     state = dict(ckpt["model"])
     for key in model.state_dict():  # checkpoints from before the IR path kept fused-pass BN statistics

@@ -5,8 +5,8 @@ Reconstruction note: the paper names the terms (CE on three heads, knowledge
 distillation from an EO teacher into the encoder and EO branch, pixel-level
 contrastive learning, sparse BN-scale regularisation) but not every detail;
 the exact forms below (MSE feature KD through a 1x1 adapter, temperature-
-scaled KL logit KD, supervised cross-modal InfoNCE over sampled pixels, CEN's
-half/half L1 on gammas) are our choices.
+scaled KL logit KD, supervised cross-modal InfoNCE over sampled pixels, the
+L1 on EO gammas, fused -> IR-only self-distillation) are our choices.
 """
 
 from __future__ import annotations
@@ -21,15 +21,27 @@ from .model.resnet import EO, IR, ModalResNet
 LOSS_DEFAULTS = {
     "ce_fused": 1.0,
     "ce_eo": 0.5,
-    "ce_ir": 0.5,
-    # CE on the exchange-free IR-only pass: the deployed fallback must be
-    # trained as it runs (in the fused pass the IR stream sees exchanged EO
-    # channels that are absent at IR-only inference).
+    # The IR head learns from one input, the IR-only pass, as it runs when deployed
+    # (`ce_ir_only`). `ce_ir` is CE on the fused pass's IR stream and exists only for
+    # CEN's symmetric exchange, where that stream carries EO channels; with exchange
+    # into EO (the default) it is the IR-only pass itself and ce_ir > 0 is refused.
+    "ce_ir": 0.0,
     "ce_ir_only": 1.0,
     "kd_feature": 1.0,  # teacher -> fused pass's EO stream (encoder + decoder features)
-    "kd_feature_ir_only": 1.0,  # teacher -> the IR-only pass's features (the deployed fallback)
+    # EO teacher -> the IR-only pass: off. The real-data sweep (docs/results/quality_mfnet.md) found
+    # that the day-trained EO teacher, weaker than the plain IR model, cost the fallback 1.5 points;
+    # the fallback's teacher is the model's own fused head (self_kd below).
+    "kd_feature_ir_only": 0.0,
     "kd_logit": 0.5,  # teacher -> EO head
-    "kd_logit_ir_only": 0.5,  # teacher -> IR-only head
+    "kd_logit_ir_only": 0.0,
+    # Self-distillation: the fused head's detached prediction teaches the IR-only pass
+    # (KL at self_kd_temperature, times T^2) on pixels where the fused prediction is
+    # confident (max softmax >= self_kd_confidence) and, on labelled pixels, correct
+    # (self_kd_correct_only). Costs nothing at inference: it only shapes the IR path's weights.
+    "self_kd": 1.0,
+    "self_kd_temperature": 2.0,
+    "self_kd_confidence": 0.7,
+    "self_kd_correct_only": True,
     "kd_temperature": 2.0,
     # KD only where the teacher's max softmax probability reaches this: dark
     # night frames, where EO carries nothing and the teacher is unsure, distil
@@ -81,6 +93,27 @@ def cross_entropy(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX)
 
 
+def self_distillation(student: torch.Tensor, fused: torch.Tensor, label: torch.Tensor, temperature: float,
+                      confidence: float, correct_only: bool) -> torch.Tensor:
+    """Fused -> IR-only self-distillation: KL(fused || student) at `temperature`
+    (times T^2) on the pixels where the detached fused prediction is confident
+    (max softmax >= `confidence`) and, where the pixel is labelled and
+    `correct_only`, right. No gradient reaches the fused side."""
+    return logit_kd(student, fused.detach(), None, temperature,
+                    self_distillation_mask(fused, label, confidence, correct_only))
+
+
+def self_distillation_mask(fused: torch.Tensor, label: torch.Tensor, confidence: float,
+                           correct_only: bool) -> torch.Tensor:
+    """BxHxW bool: the pixels the fused head teaches (see `self_distillation`)."""
+    prob = F.softmax(fused.detach().float(), dim=1)
+    conf, pred = prob.max(dim=1)
+    keep = conf >= confidence
+    if correct_only:
+        keep = keep & ((label == IGNORE_INDEX) | (pred == label))
+    return keep
+
+
 def teacher_confidence(teacher_logits: torch.Tensor) -> torch.Tensor:
     """Per-pixel max softmax probability of the (frozen) teacher, BxHxW."""
     return F.softmax(teacher_logits.detach().float(), dim=1).amax(dim=1)
@@ -106,15 +139,16 @@ def feature_kd(student: torch.Tensor, teacher: torch.Tensor, adapter: nn.Module,
     return _masked_mean(per_cell, cells)
 
 
-def logit_kd(student: torch.Tensor, teacher: torch.Tensor, label: torch.Tensor, temperature: float,
+def logit_kd(student: torch.Tensor, teacher: torch.Tensor, label: torch.Tensor | None, temperature: float,
              confident: torch.Tensor | None = None) -> torch.Tensor:
     """Pixel-wise KL(teacher || student) at temperature T, times T^2, over
-    labelled pixels (and, given `confident`, only where the teacher is confident)."""
+    labelled pixels (every pixel when `label` is None) and, given `confident`,
+    only where the teacher is confident."""
     t = temperature
     log_p_student = F.log_softmax(student / t, dim=1)
     p_teacher = F.softmax(teacher.detach() / t, dim=1)
     kl = (p_teacher * (torch.log(p_teacher.clamp_min(1e-8)) - log_p_student)).sum(dim=1)
-    valid = label != IGNORE_INDEX
+    valid = torch.ones_like(kl, dtype=torch.bool) if label is None else label != IGNORE_INDEX
     if confident is not None:
         valid = valid & confident
     return _masked_mean(kl, valid) * t * t
@@ -194,13 +228,20 @@ def cross_modal_infonce(
 
 
 def designated_gammas(backbone: ModalResNet) -> list[torch.Tensor]:
-    """CEN's split: the EO gammas of the first half of each exchange BN's
-    channels and the IR gammas of the second half, so that disjoint halves
-    become exchangeable (views into the parameters)."""
+    """The gammas the sparsity step acts on (views into the parameters).
+
+    Exchange into EO (the default): the EO gammas of the first half of each
+    exchange BN's channels and no IR gamma at all, so no channel the IR-only
+    pass uses can be switched off, and EO keeps half its channels its own.
+    CEN's symmetric exchange (`exchange_direction: both`): CEN's split, the EO
+    first half and the IR second half, so that disjoint halves become
+    exchangeable."""
     out = []
     for bn in backbone.exchange_bns():
         half = bn.bns[EO].weight.numel() // 2
-        out += [bn.bns[EO].weight[:half], bn.bns[IR].weight[half:]]
+        out.append(bn.bns[EO].weight[:half])
+        if backbone.ir_stream_exchanged:
+            out.append(bn.bns[IR].weight[half:])
     return out
 
 

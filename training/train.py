@@ -84,6 +84,15 @@ def stage_model_config(cfg: dict, stage: str) -> dict:
     return model_cfg
 
 
+def teacher_data_config(cfg: dict) -> dict:
+    """The EO teacher's data: `teacher.data` over `data` (it learns where EO carries
+    information), and never EO dropout: a blacked-out frame teaches an EO-only model
+    the class prior, which it would then distil."""
+    data = {**cfg["data"], **cfg["teacher"]["data"]}
+    data["augment"] = {**(data.get("augment") or {}), "eo_dropout": 0.0}
+    return data
+
+
 def load_teacher(cfg: dict, device) -> nn.Module | None:
     path = cfg["teacher"]["checkpoint"]
     if not path:
@@ -298,8 +307,8 @@ def build_run(cfg: dict, out: Path, stage: str, device: str, allow_test_selectio
     seed_everything(cfg["train"]["seed"] + dist_info.rank)
     out.mkdir(parents=True, exist_ok=True)
     cfg = dict(cfg, model=stage_model_config(cfg, stage))
-    if stage == "teacher" and cfg["teacher"]["data"]:  # the teacher learns where EO carries information
-        cfg["data"] = {**cfg["data"], **cfg["teacher"]["data"]}
+    if stage == "teacher":
+        cfg["data"] = teacher_data_config(cfg)
     dev = torch.device(device if device == "cpu" else f"cuda:{dist_info.local_rank}")
     data = build_data(cfg, dist_info, allow_test_selection)
     parts = build_objective(cfg, stage, device, dev, dist_info)
@@ -369,7 +378,8 @@ def train_step(run: TrainingRun, batch: dict) -> tuple[torch.Tensor, dict]:
         if run.teacher is not None:
             with torch.no_grad():
                 teacher_out = run.teacher(eo=eo)
-        loss, parts = run.runner(eo, ir, label, teacher_out)
+        eo_dropped = batch.get("eo_dropped")
+        loss, parts = run.runner(eo, ir, label, teacher_out, None if eo_dropped is None else eo_dropped.to(run.dev))
     if not torch.isfinite(loss):
         raise FloatingPointError(
             f"loss is {loss.item()} at step {run.step}: {({k: v.item() for k, v in parts.items()})}"

@@ -38,11 +38,14 @@ def test_every_loss_term_is_finite_and_positive():
     torch.manual_seed(0)
     eo, ir, label = structured_batch()
     teacher, t_out = teacher_and_outputs(eo)
-    objective = CskObjective(build_model(TINY), losses.loss_config({"gamma_l1_mode": "loss", "kd_confidence": 0.0}),
+    every_term = {"gamma_l1_mode": "loss", "kd_confidence": 0.0, "ce_ir": 0.5, "kd_feature_ir_only": 1.0,
+                  "kd_logit_ir_only": 0.5, "self_kd_confidence": 0.0, "self_kd_correct_only": False}
+    # CEN's symmetric exchange: the only model whose fused IR stream (ce_ir) differs from the IR-only pass
+    objective = CskObjective(build_model(dict(TINY, exchange_direction="both")), losses.loss_config(every_term),
                              (teacher.backbone.out_channels, teacher.aspp_channels))
     total, parts = objective(eo, ir, label, t_out)
     expected = {"ce_fused", "ce_eo", "ce_ir", "ce_ir_only", "kd_feature", "kd_feature_ir_only", "kd_logit",
-                "kd_logit_ir_only", "contrastive", "gamma_l1"}
+                "kd_logit_ir_only", "self_kd", "contrastive", "gamma_l1"}
     assert set(parts) == expected
     for name, value in parts.items():
         assert math.isfinite(value.item()) and value.item() > 0, name
@@ -50,15 +53,18 @@ def test_every_loss_term_is_finite_and_positive():
     total.backward()
     assert objective.projection.net[0].weight.grad is not None
     assert objective.adapt_enc.weight.grad is not None and objective.adapt_dec_ir.weight.grad is not None
+    with pytest.raises(ValueError, match="ce_ir"):  # one-way exchange: the fused IR stream is the IR-only pass
+        CskObjective(build_model(TINY), losses.loss_config(every_term),
+                     (teacher.backbone.out_channels, teacher.aspp_channels))
 
 
 def test_zero_weight_switches_a_term_off_and_kd_without_teacher_is_an_error():
     eo, ir, label = structured_batch()
-    cfg = losses.loss_config({"kd_feature": 0, "kd_logit": 0, "kd_feature_ir_only": 0, "kd_logit_ir_only": 0,
-                              "contrastive": 0, "ce_ir_only": 0, "gamma_l1_mode": "loss"})
+    cfg = losses.loss_config({"kd_feature": 0, "kd_logit": 0, "contrastive": 0, "ce_ir_only": 0, "self_kd": 0,
+                              "gamma_l1_mode": "loss"})
     objective = CskObjective(build_model(TINY), cfg, None)
     _, parts = objective(eo, ir, label)
-    assert set(parts) == {"ce_fused", "ce_eo", "ce_ir", "gamma_l1"}
+    assert set(parts) == {"ce_fused", "ce_eo", "gamma_l1"}
     with pytest.raises(ValueError, match="need a teacher checkpoint"):
         CskObjective(build_model(TINY), losses.loss_config(), None)
     with pytest.raises(ValueError, match="unknown loss config key"):
@@ -84,12 +90,14 @@ def test_infonce_prefers_class_aligned_embeddings():
     assert aligned.item() < shuffled.item()
 
 
-def test_gamma_l1_covers_disjoint_halves():
+def test_gamma_l1_covers_eo_half_only_unless_exchange_is_symmetric():
     model = build_model(TINY)
     bns = model.backbone.exchange_bns()
-    expected = sum(bn.bns[0].weight.numel() // 2 + (bn.bns[1].weight.numel() - bn.bns[1].weight.numel() // 2)
-                   for bn in bns)
-    assert losses.gamma_l1(model.backbone).item() == pytest.approx(expected)  # gammas start at 1
+    eo_halves = sum(bn.bns[0].weight.numel() // 2 for bn in bns)
+    assert losses.gamma_l1(model.backbone).item() == pytest.approx(eo_halves)  # gammas start at 1
+    cen = build_model(dict(TINY, exchange_direction="both"))  # CEN: disjoint halves of EO and IR
+    ir_halves = sum(bn.bns[1].weight.numel() - bn.bns[1].weight.numel() // 2 for bn in bns)
+    assert losses.gamma_l1(cen.backbone).item() == pytest.approx(eo_halves + ir_halves)
 
 
 def test_tiny_csknet_overfits_one_batch():
@@ -150,8 +158,9 @@ def test_contrastive_labels_are_read_at_feature_cell_centres():
     assert torch.equal(losses.labels_at_feature_centres(big, (12, 16)), blocks)
 
 
-def test_proximal_step_zeroes_only_the_designated_halves_and_exchange_reports_it():
-    model = build_model(TINY)
+@pytest.mark.parametrize("direction", ["into_eo", "both"])
+def test_proximal_step_zeroes_only_the_designated_gammas_and_exchange_reports_it(direction):
+    model = build_model(dict(TINY, exchange_direction=direction))
     assert model.backbone.exchanged_fraction() == {
         m: dict.fromkeys(("layer1", "layer2", "layer3", "layer4", "all"), 0.0) for m in ("eo", "ir")}
     losses.gamma_proximal_step(model.backbone, 0.6)
@@ -159,9 +168,13 @@ def test_proximal_step_zeroes_only_the_designated_halves_and_exchange_reports_it
     for bn in model.backbone.exchange_bns():
         half = bn.bns[0].weight.numel() // 2
         assert (bn.bns[0].weight[:half] == 0).all() and (bn.bns[0].weight[half:] == 1).all()
-        assert (bn.bns[1].weight[half:] == 0).all() and (bn.bns[1].weight[:half] == 1).all()
+        if direction == "both":  # CEN: the IR second half too
+            assert (bn.bns[1].weight[half:] == 0).all() and (bn.bns[1].weight[:half] == 1).all()
+        else:  # no IR scale is ever shrunk: the IR-only path keeps every channel
+            assert (bn.bns[1].weight == 1).all()
     fractions = model.backbone.exchanged_fraction()
-    assert all(v == 0.5 for stages in fractions.values() for v in stages.values())
+    assert all(v == 0.5 for v in fractions["eo"].values())
+    assert all(v == (0.5 if direction == "both" else 0.0) for v in fractions["ir"].values())
     assert losses.resolve_gamma_l1_mode(losses.loss_config(), "adamw") == "proximal"
     assert losses.resolve_gamma_l1_mode(losses.loss_config(), "sgd") == "loss"
     with pytest.raises(ValueError, match="gamma_l1_mode"):
@@ -183,8 +196,7 @@ def exchanged_after_adamw(mode: str, steps: int = 40, lr: float = 0.03) -> float
         opt.step()
         if mode == "proximal":
             losses.gamma_proximal_step(model.backbone, cfg["gamma_prox_budget"] / steps)  # constant lr
-    fractions = model.backbone.exchanged_fraction()
-    return (fractions["eo"]["all"] + fractions["ir"]["all"]) / 2
+    return model.backbone.exchanged_fraction()["eo"]["all"]
 
 
 def test_exchange_fires_under_adamw_only_with_the_proximal_step():
@@ -218,8 +230,8 @@ def test_knowledge_reaches_the_ir_only_path_and_is_gated_by_teacher_confidence()
     model = build_model(TINY)
     channels = (teacher.backbone.out_channels, teacher.aspp_channels)
     only_ir_only_kd = losses.loss_config({k: 0 for k in ("ce_fused", "ce_eo", "ce_ir", "ce_ir_only", "kd_feature",
-                                                          "kd_logit", "contrastive", "gamma_l1")}
-                                         | {"kd_confidence": 0.0})
+                                                          "kd_logit", "contrastive", "gamma_l1", "self_kd")}
+                                         | {"kd_confidence": 0.0, "kd_feature_ir_only": 1.0, "kd_logit_ir_only": 0.5})
     objective = CskObjective(model, only_ir_only_kd, channels)
     total, parts = objective(eo, ir, label, t_out)
     assert set(parts) == {"kd_feature_ir_only", "kd_logit_ir_only"}
@@ -230,15 +242,17 @@ def test_knowledge_reaches_the_ir_only_path_and_is_gated_by_teacher_confidence()
     assert model.backbone.layer1[0].bn1.bns[1].weight.grad.abs().sum() > 0
     assert model.backbone.layer1[0].bn1.bns[0].weight.grad is None  # and nothing of EO's
 
-    # contrast against the IR-only pass's decoder features
-    contrast = losses.loss_config({"kd_feature": 0, "kd_logit": 0, "kd_feature_ir_only": 0, "kd_logit_ir_only": 0,
-                                   "ce_ir_only": 0})
-    calls = []
-    original = model.forward
-    model.forward = lambda *a, **k: calls.append(k.get("mode", a[2] if len(a) > 2 else "fused")) or original(*a, **k)
-    CskObjective(model, contrast, None)(eo, ir, label)
-    assert calls == ["fused", "ir_only"]
-    model.forward = original
+    # contrast against the IR-only pass's decoder features: a second pass only where the
+    # fused pass's IR stream is not the IR-only pass (CEN's symmetric exchange)
+    contrast = losses.loss_config({"kd_feature": 0, "kd_logit": 0, "ce_ir_only": 0, "self_kd": 0})
+    for net, passes in ((model, ["fused"]), (build_model(dict(TINY, exchange_direction="both")),
+                                             ["fused", "ir_only"])):
+        calls = []
+        original = net.forward
+        net.forward = lambda *a, **k: calls.append(k.get("mode", a[2] if len(a) > 2 else "fused")) or original(*a, **k)
+        CskObjective(net, contrast, None)(eo, ir, label)
+        assert calls == passes
+        net.forward = original
 
     # a teacher that is never confident teaches nothing; a confident one does
     gated = CskObjective(model, dict(only_ir_only_kd, kd_confidence=0.99), channels)
@@ -260,3 +274,56 @@ def test_teacher_confidence_gate_masks_pixels():
     gated = losses.logit_kd(student, logits, label, 1.0, conf >= 0.7)
     only_first = losses.logit_kd(student[..., :1, :1], logits[..., :1, :1], label[..., :1, :1], 1.0)
     assert gated.item() == pytest.approx(only_first.item(), rel=1e-5)
+
+
+def test_teacher_kd_is_masked_on_frames_whose_eo_was_dropped():
+    torch.manual_seed(0)
+    eo, ir, label = structured_batch()
+    teacher, t_out = teacher_and_outputs(eo)
+    only_kd = losses.loss_config({k: 0 for k in ("ce_fused", "ce_eo", "ce_ir_only", "contrastive", "gamma_l1",
+                                                  "self_kd")} | {"kd_confidence": 0.0})
+    objective = CskObjective(build_model(TINY), only_kd, (teacher.backbone.out_channels, teacher.aspp_channels))
+    objective.eval()  # running BN statistics: a frame's terms do not depend on the rest of its batch
+    _, kept = objective(eo, ir, label, t_out, torch.tensor([False, False]))
+    _, dropped = objective(eo, ir, label, t_out, torch.tensor([True, True]))
+    assert kept["kd_feature"].item() > 0 and kept["kd_logit"].item() > 0
+    assert dropped["kd_feature"].item() == 0 and dropped["kd_logit"].item() == 0
+    _, half = objective(eo, ir, label, t_out, torch.tensor([True, False]))  # frame 1 alone teaches
+    _, second = objective(eo[1:], ir[1:], label[1:], {k: v[1:] for k, v in t_out.items()}, torch.tensor([False]))
+    assert half["kd_logit"].item() == pytest.approx(second["kd_logit"].item(), rel=1e-5)
+
+
+def test_self_distillation_teaches_confident_correct_pixels_and_leaves_the_fused_side_alone():
+    fused = torch.zeros(1, 9, 2, 2)
+    fused[0, 3, 0, 0] = 10.0  # confident, right
+    fused[0, 4, 0, 1] = 10.0  # confident, wrong
+    fused[0, 5, 1, 0] = 10.0  # confident, unlabelled
+    label = torch.tensor([[[3, 3], [losses.IGNORE_INDEX, 3]]])  # pixel (1, 1): not confident (uniform)
+    mask = losses.self_distillation_mask(fused, label, 0.7, correct_only=True)
+    assert mask.tolist() == [[[True, False], [True, False]]]
+    assert losses.self_distillation_mask(fused, label, 0.7, correct_only=False).tolist() == [[[True, True],
+                                                                                              [True, False]]]
+    fused.requires_grad_(True)
+    student = torch.zeros(1, 9, 2, 2, requires_grad=True)
+    loss = losses.self_distillation(student, fused, label, 2.0, 0.7, True)
+    loss.backward()
+    assert loss.item() > 0 and fused.grad is None  # detached: the fused head is not pulled toward IR-only
+    taught = student.grad.abs().sum(dim=1)[0]
+    assert taught[0, 0] > 0 and taught[1, 0] > 0 and taught[0, 1] == 0 and taught[1, 1] == 0
+    # a student that already agrees learns nothing
+    assert losses.self_distillation(fused.detach().clone(), fused, label, 2.0, 0.7, True).item() == pytest.approx(
+        0.0, abs=1e-6)
+
+
+def test_self_distillation_trains_the_ir_only_path_in_the_objective():
+    torch.manual_seed(0)
+    eo, ir, label = structured_batch()
+    model = build_model(TINY)
+    only_self_kd = losses.loss_config({k: 0 for k in ("ce_fused", "ce_eo", "ce_ir_only", "kd_feature", "kd_logit",
+                                                       "contrastive", "gamma_l1")}
+                                      | {"self_kd_confidence": 0.0, "self_kd_correct_only": False})
+    total, parts = CskObjective(model, only_self_kd, None)(eo, ir, label)
+    assert set(parts) == {"self_kd"} and total.item() > 0
+    total.backward()
+    assert model.head_ir.weight.grad.abs().sum() > 0
+    assert model.head_fused[1].weight.grad is None and model.gsu is not None  # the fused side is the teacher

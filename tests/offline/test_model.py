@@ -66,21 +66,47 @@ def set_exchange_gammas(model, value=1e-3):
             bn.bns[IR].weight[half:] = value
 
 
-def test_exchange_changes_features_only_when_both_modalities_are_present():
+@pytest.mark.parametrize("direction", ["into_eo", "both"])
+def test_exchange_changes_features_only_when_both_modalities_are_present(direction):
     torch.manual_seed(0)
-    model = build_model(TINY).eval()
+    model = build_model(dict(TINY, exchange_direction=direction)).eval()
     no_exchange = build_model(dict(TINY, exchange=False)).eval()
     set_exchange_gammas(model)
     no_exchange.load_state_dict(model.state_dict())
     eo, ir = inputs()
     with torch.no_grad():
         fused, fused_ref = model(eo, ir, "fused"), no_exchange(eo, ir, "fused")
-        assert not torch.allclose(fused["enc_ir"], fused_ref["enc_ir"]), "exchange had no effect on fused features"
-        assert not torch.allclose(fused["enc_eo"], fused_ref["enc_eo"])
+        assert not torch.allclose(fused["enc_eo"], fused_ref["enc_eo"]), "exchange had no effect on EO features"
         ir_only, ir_only_ref = model(eo, ir, "ir_only"), no_exchange(eo, ir, "ir_only")
         torch.testing.assert_close(ir_only["ir"], ir_only_ref["ir"], rtol=0, atol=0)
         eo_only, eo_only_ref = model(eo, ir, "eo_only"), no_exchange(eo, ir, "eo_only")
         torch.testing.assert_close(eo_only["eo"], eo_only_ref["eo"], rtol=0, atol=0)
+        if direction == "both":  # CEN: the IR stream takes EO channels too
+            assert not torch.allclose(fused["enc_ir"], fused_ref["enc_ir"])
+        else:  # into EO only: even with low IR gammas the IR stream is the IR-only pass
+            torch.testing.assert_close(fused["enc_ir"], ir_only["enc_ir"], rtol=0, atol=0)
+            torch.testing.assert_close(fused["ir"], ir_only["ir"], rtol=0, atol=0)
+
+
+def test_one_way_exchange_makes_the_fused_ir_stream_the_ir_only_pass_in_training_too():
+    """With exchange into EO the objective reads the IR-only pass off the fused pass:
+    outputs and the IR BatchNorms' running statistics must be those of an IR-only pass."""
+    torch.manual_seed(0)
+    cfg = dict(TINY, dropout=0.0)
+    model = build_model(cfg)
+    assert model.ir_stream_is_ir_only and not build_model(dict(cfg, exchange_direction="both")).ir_stream_is_ir_only
+    set_exchange_gammas(model)  # EO exchange fires; the low IR gammas must change nothing
+    reference = build_model(cfg)
+    reference.load_state_dict(model.state_dict())
+    eo, ir = inputs()
+    model.train()
+    reference.train()
+    fused = model(eo, ir, "fused")
+    ir_only = reference(ir=ir, mode="ir_only")
+    torch.testing.assert_close(fused["ir"], ir_only["out"], rtol=0, atol=0)
+    for bn, ref in zip(ir_path_batchnorms(model), ir_path_batchnorms(reference)):
+        torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=0, atol=0)
+        torch.testing.assert_close(bn.running_var, ref.running_var, rtol=0, atol=0)
 
 
 def test_exchange_is_identity_when_no_gamma_is_below_threshold():
@@ -238,7 +264,9 @@ def test_fused_pass_leaves_the_ir_only_running_statistics_alone(convert):
     statistics are a function of IR-only passes alone, and the fused pass
     keeps (and uses at inference) its own."""
     torch.manual_seed(0)
-    cfg = dict(TINY, dropout=0.0)  # no random masks: the two models must see identical IR-only passes
+    # no random masks: the two models must see identical IR-only passes; CEN's symmetric
+    # exchange, where the fused pass's IR stream differs from the IR-only pass
+    cfg = dict(TINY, dropout=0.0, exchange_direction="both")
     model = build_model(cfg)
     set_exchange_gammas(model, 1e-3)  # exchange really fires in the fused pass
     eo, ir = inputs()
@@ -280,6 +308,23 @@ def test_fused_statistics_are_buffers_outside_the_ir_only_graph():
     assert fused_keys and all(".bns.1." in k or k.startswith("aspp_ir.") for k in fused_keys)
     assert not any("fused_running" in n for n, _ in csk.named_parameters())
     assert not any("fused_running" in k for k in ir_only_as_deeplabv3(csk).state_dict())
+
+
+def test_checkpoints_from_before_the_exchange_direction_load_with_cen_exchange(tmp_path):
+    """A checkpoint trained with CEN's symmetric exchange (no exchange_direction in its
+    config) must not be served with one-way exchange: its IR stream was trained exchanged."""
+    from tests.conftest import tiny_config
+    from training.checkpoint import model_from_checkpoint, save_checkpoint
+
+    cfg = tiny_config()
+    net = build_model(cfg["model"])
+    old_cfg = dict(cfg, model={k: v for k, v in cfg["model"].items() if k != "exchange_direction"})
+    save_checkpoint(tmp_path / "old.pt", model_state=net.state_dict(), config=old_cfg, stage="csk", step=0)
+    model, _ = model_from_checkpoint(tmp_path / "old.pt")
+    assert not model.ir_stream_is_ir_only
+    save_checkpoint(tmp_path / "new.pt", model_state=net.state_dict(),
+                    config=dict(cfg, model=dict(cfg["model"], exchange_direction="into_eo")), stage="csk", step=0)
+    assert model_from_checkpoint(tmp_path / "new.pt")[0].ir_stream_is_ir_only
 
 
 def test_checkpoints_without_fused_statistics_still_load(tmp_path):

@@ -288,17 +288,57 @@ def test_teacher_stage_trains_on_its_own_data_overrides(tmp_path):
         load_config(ROOT / "training" / "configs" / "synthetic.yaml", ["teacher.data=day"])
 
 
+def ir_path_scales_below_threshold(model) -> int:
+    """How many BatchNorm scales of the deployed IR-only path are below the exchange threshold."""
+    from training.model.resnet import IR, ModalBatchNorm2d
+
+    threshold = model.backbone.exchange_bns()[0].bns[IR].weight.new_tensor(model.cfg["exchange_threshold"])
+    trunk = [m.bns[IR].weight for m in model.backbone.modules() if isinstance(m, ModalBatchNorm2d)]
+    aspp = [m.weight for m in model.aspp_ir.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    return int(sum((w.abs() < threshold).sum() for w in trunk + aspp))
+
+
 @pytest.mark.parametrize("steps", [4, 8])
 def test_exchange_fires_in_training_whatever_the_run_length(tmp_path, steps):
     """With AdamW the gamma sparsity runs as a proximal step whose total
     (loss.gamma_prox_budget) is spread over the run's lr schedule, so the
-    designated halves become exchangeable in a short run as in a long one."""
+    designated EO half becomes exchangeable in a short run as in a long one,
+    and (issue "Method v2") the sparsity at full budget never switches off a
+    channel of the deployed IR-only path."""
     cfg = tiny_config()
     cfg["optim"].update(name="adamw", lr=0.003)
     cfg["train"].update(max_steps=steps, eval_every=steps)
     best = train(cfg, tmp_path, "csk")
     fractions = best["exchanged_fraction"]
-    assert fractions["eo"]["all"] > 0.4 and fractions["ir"]["all"] > 0.4
-    assert max(v for stages in fractions.values() for v in stages.values()) <= 0.5  # only the designated halves
+    assert fractions["eo"]["all"] > 0.4 and max(fractions["eo"].values()) <= 0.5  # only the designated EO half
+    assert max(fractions["ir"].values()) == 0.0  # exchange runs into EO only
+    assert ir_path_scales_below_threshold(model_from_checkpoint(tmp_path / "last.pt")[0]) == 0
+    # the defect it fixes: CEN's symmetric split zeroes half of the IR-only path's exchange scales
+    cen = dict(cfg, model=dict(cfg["model"], exchange_direction="both"))
+    assert train(cen, tmp_path / "cen", "csk")["exchanged_fraction"]["ir"]["all"] > 0.4
+    assert ir_path_scales_below_threshold(model_from_checkpoint(tmp_path / "cen" / "last.pt")[0]) > 0
     cfg["loss"]["gamma_l1_mode"] = "loss"  # CEN's loss term under AdamW: nothing moves far enough
     assert train(cfg, tmp_path / "loss_term", "csk")["exchanged_fraction"]["eo"]["all"] == 0.0
+
+
+def test_the_eo_teacher_never_trains_on_eo_dropout_frames(tmp_path, monkeypatch):
+    """A blacked-out frame teaches an EO-only model the class prior, which it would then distil:
+    the teacher stage drops `data.augment.eo_dropout`, the other stages keep it."""
+    import training.train as train_module
+
+    cfg = tiny_config()
+    cfg["data"]["augment"]["eo_dropout"] = 1.0  # every training frame of the other stages is dropped
+    cfg["train"]["max_steps"] = 2
+    seen = {}
+    original = train_module.train_step
+
+    def spy(run, batch):
+        seen.setdefault(run.stage, []).extend(batch["eo_dropped"].tolist())
+        return original(run, batch)
+
+    monkeypatch.setattr(train_module, "train_step", spy)
+    train(cfg, tmp_path / "teacher", "teacher")
+    assert seen["teacher"] and not any(seen["teacher"])
+    assert load_checkpoint(tmp_path / "teacher" / "best.pt")["config"]["data"]["augment"]["eo_dropout"] == 0.0
+    train(dict(cfg, model=dict(cfg["model"], arch="deeplabv3", modality="ir")), tmp_path / "ir", "baseline")
+    assert seen["baseline"] and all(seen["baseline"])

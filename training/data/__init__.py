@@ -6,7 +6,7 @@ would otherwise silently fall back to a default) and returns a map-style torch
 Dataset whose items are tensors ready for `default_collate`:
 
     {"eo": uint8 3xHxW (RGB), "ir": uint8 1xHxW, "label": int64 HxW (255 = ignore),
-     "name": str, "is_night": bool}
+     "name": str, "is_night": bool, "eo_dropped": bool (the augmentation blacked EO out)}
 
 Real datasets take `only: day | night` (default all): the frames whose names
 end in D or N (MFNet, MSRS), e.g. a day-only EO teacher from the real root.
@@ -141,6 +141,7 @@ class SegmentationDataset(_DatasetBase):
             "label": torch.from_numpy(np.ascontiguousarray(s["label"], dtype=np.int64)),
             "name": s["name"],
             "is_night": bool(s["is_night"]),
+            "eo_dropped": bool(s.get("eo_dropped", False)),
         }
 
 

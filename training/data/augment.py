@@ -147,7 +147,7 @@ class PairedAugment:
         if rng is None:
             rng = self.rng(index, epoch)
         out = self.geometric(sample, rng)
-        out["eo"] = self.photometric(out["eo"], rng)
+        out["eo"], out["eo_dropped"] = self.photometric(out["eo"], rng)
         if any(self.cfg["ir_jitter"].values()):  # draws only when on: other configs keep their crops
             out["ir"] = ir_gain_offset(out["ir"], self.cfg["ir_jitter"], rng)
         return out
@@ -190,11 +190,13 @@ class PairedAugment:
         return out
 
     # -- photometry: EO only
-    def photometric(self, eo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def photometric(self, eo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        """(EO after jitter and maybe dropout, whether it was dropped): the training
+        objective masks the EO teacher's distillation on dropped frames."""
         eo = color_jitter(eo, self.cfg["jitter"], rng)
         if rng.random() < self.cfg["eo_dropout"]:
-            eo = eo_dropout(eo, rng)
-        return eo
+            return eo_dropout(eo, rng), True
+        return eo, False
 
 
 def color_jitter(eo: np.ndarray, amounts: dict, rng: np.random.Generator) -> np.ndarray:

@@ -37,6 +37,7 @@ def _backbone(cfg: dict, num_modalities: int, in_channels: int = 3, exchange: bo
         in_channels=in_channels,
         exchange=exchange,
         exchange_threshold=cfg["exchange_threshold"],
+        exchange_direction=cfg["exchange_direction"],
     )
 
 
@@ -63,9 +64,13 @@ class CSKNet(nn.Module):
     objective decides which passes to run (objective.py runs the fused and
     the IR-only pass).
 
-    In the fused pass the IR path's BatchNorms read and update their own
-    fused-pass running statistics (batchnorm.py), so the IR-only path's
-    statistics are those of the exchange-free IR-only pass alone.
+    With exchange into EO only (the default, resnet.py) the fused pass's IR
+    stream is the IR-only pass: the IR path's BatchNorms use and update their
+    one set of statistics in both modes, and `ir_stream_is_ir_only` tells the
+    objective that one pass serves both. With CEN's symmetric exchange
+    (`exchange_direction: both`) the fused pass's IR stream carries EO
+    channels, so there the IR BatchNorms read and update separate fused-pass
+    running statistics (batchnorm.py) and the IR-only path keeps its own.
     """
 
     supported_modes = MODES
@@ -77,6 +82,8 @@ class CSKNet(nn.Module):
         self.exchange = cfg["exchange"]  # whether the encoder exchanges channels in the fused pass
         self.norm_eo, self.norm_ir = _normalizers(cfg)
         self.backbone = _backbone(cfg, 2, exchange=self.exchange)
+        # False: the fused pass's IR stream, features and IR-head logits, equals the IR-only pass.
+        self.ir_stream_is_ir_only = not self.backbone.ir_stream_exchanged
         cin, classes = self.backbone.out_channels, cfg["num_classes"]
         self.aspp_eo, self.aspp_ir = _stream(cfg, cin), _stream(cfg, cin, two_pass=True)
         self.head_eo = nn.Conv2d(channels, classes, 1)
@@ -93,7 +100,7 @@ class CSKNet(nn.Module):
         use_eo, use_ir = mode != "ir_only", mode != "eo_only"
         size = (ir if use_ir else eo).shape[-2:]
         xs = [self.norm_eo(eo) if use_eo else None, self.norm_ir(ir) if use_ir else None]
-        with fused_pass(self) if mode == "fused" else nullcontext():
+        with fused_pass(self) if mode == "fused" and not self.ir_stream_is_ir_only else nullcontext():
             enc_eo, enc_ir = self.backbone(xs)
             dec_eo = self.aspp_eo(enc_eo) if use_eo else None
             dec_ir = self.aspp_ir(enc_ir) if use_ir else None
@@ -194,6 +201,9 @@ DEFAULTS = {
     "num_classes": 9,
     "exchange": True,
     "exchange_threshold": 2e-2,
+    # "into_eo": EO's low-gamma channels take IR's, the IR stream stays whole (resnet.py: the
+    # fallback keeps every channel); "both": CEN's symmetric exchange (ablation, older checkpoints).
+    "exchange_direction": "into_eo",
     "gsu": True,
     "pretrained": None,  # null | path to a torchvision ResNet state dict | "torchvision"
     "normalization": {

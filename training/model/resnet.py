@@ -15,6 +15,16 @@ BatchNorm parameters under `<bn>.bns.<modality>.` so ImageNet weights map 1:1
 Reconstruction note: CSK-Net has no public code. Exchange placement follows
 the CEN reference (after the middle BN of a bottleneck, i.e. bn2); for basic
 blocks we place it after bn1, the analogous BN before the block's last conv.
+
+Exchange direction (our design, not CEN's, issue "Method v2"): by default it
+runs one way, INTO EO. CEN exchanges both ways (each modality's low-gamma
+channels take the other's), which suits a model that always sees both; this
+product runs IR alone whenever EO fails, and there a low-gamma IR channel
+takes nothing and outputs its BN shift, a constant: CEN's split switched off
+half of the fallback's width. One way, the IR stream is never altered, so the
+fused pass's IR stream IS the IR-only pass, and EO (the modality that fails)
+is the one that borrows. `direction="both"` keeps CEN's symmetric exchange
+for the ablation and for checkpoints trained with it.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from torch import nn
 from .batchnorm import TwoPassBatchNorm2d
 
 MODALITIES = ("eo", "ir")
+EXCHANGE_DIRECTIONS = ("into_eo", "both")  # one way (default) or CEN's symmetric exchange
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 EO, IR = 0, 1
 Features = list  # list[torch.Tensor | None], one entry per modality
@@ -58,20 +69,32 @@ class ChannelExchange(nn.Module):
     """CEN exchange: a channel whose BN scale |gamma| fell below `threshold`
     carries little of its own modality, so it is replaced by the other
     modality's channel at the same index. Runs only when both are present.
+    `direction` "into_eo" replaces EO channels only (the IR stream stays the
+    IR-only path, see the module docstring); "both" is CEN's symmetric rule.
     `torch.where` on a per-channel mask keeps it a static graph for ONNX."""
 
-    def __init__(self, threshold: float, enabled: bool = True):
+    def __init__(self, threshold: float, enabled: bool = True, direction: str = "into_eo"):
         super().__init__()
+        if direction not in EXCHANGE_DIRECTIONS:
+            raise ValueError(f"exchange direction must be one of {EXCHANGE_DIRECTIONS}, got {direction!r}")
         self.threshold = float(threshold)
         self.enabled = enabled
+        self.direction = direction
+
+    def replaced(self, bn: ModalBatchNorm2d, modality: int) -> torch.Tensor:
+        """Bool per channel: which of `modality`'s channels exchange replaces (when both are present)."""
+        if modality == IR and self.direction == "into_eo":
+            return torch.zeros_like(bn.bns[IR].weight, dtype=torch.bool)
+        return bn.bns[modality].weight.abs() < self.threshold
 
     def forward(self, xs: Features, bn: ModalBatchNorm2d) -> Features:
         if not self.enabled or len(xs) != 2 or xs[EO] is None or xs[IR] is None:
             return xs
         eo, ir = xs
-        replace_eo = (bn.bns[EO].weight.abs() < self.threshold).view(1, -1, 1, 1)
-        replace_ir = (bn.bns[IR].weight.abs() < self.threshold).view(1, -1, 1, 1)
-        return [torch.where(replace_eo, ir, eo), torch.where(replace_ir, eo, ir)]
+        eo = torch.where(self.replaced(bn, EO).view(1, -1, 1, 1), ir, eo)
+        if self.direction == "into_eo":
+            return [eo, ir]
+        return [eo, torch.where(self.replaced(bn, IR).view(1, -1, 1, 1), xs[EO], ir)]
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -173,6 +196,7 @@ class ModalResNet(nn.Module):
         in_channels: int = 3,
         exchange: bool = True,
         exchange_threshold: float = 2e-2,
+        exchange_direction: str = "into_eo",
     ):
         super().__init__()
         if depth not in DEPTHS:
@@ -188,7 +212,7 @@ class ModalResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self._cin, self._dilation = width, 1
-        self._exchange = (exchange and num_modalities == 2, exchange_threshold)
+        self._exchange = (exchange and num_modalities == 2, exchange_threshold, exchange_direction)
         self.layer1 = self._make_layer(block, width, layers[0], 1, False)
         self.layer2 = self._make_layer(block, width * 2, layers[1], 2, dilate[0])
         self.layer3 = self._make_layer(block, width * 4, layers[2], 2, dilate[1])
@@ -206,16 +230,23 @@ class ModalResNet(nn.Module):
         downsample = None
         if stride != 1 or self._cin != planes * block.expansion:
             downsample = Downsample(self._cin, planes * block.expansion, stride, self.num_modalities)
-        enabled, threshold = self._exchange
+        enabled, threshold, direction = self._exchange
         layers = [
             block(self._cin, planes, stride, previous_dilation, downsample, self.num_modalities,
-                  ChannelExchange(threshold, enabled))
+                  ChannelExchange(threshold, enabled, direction))
         ]
         self._cin = planes * block.expansion
         for _ in range(1, blocks):
             layers.append(block(self._cin, planes, 1, self._dilation, None, self.num_modalities,
-                                ChannelExchange(threshold, enabled)))
+                                ChannelExchange(threshold, enabled, direction)))
         return nn.Sequential(*layers)
+
+    @property
+    def ir_stream_exchanged(self) -> bool:
+        """Whether the fused pass alters the IR stream (CEN's symmetric exchange); when
+        not, the fused pass's IR stream computes exactly what the IR-only pass does."""
+        enabled, _, direction = self._exchange
+        return enabled and direction == "both"
 
     def exchange_bns(self) -> list[ModalBatchNorm2d]:
         """The BNs whose gammas drive exchange (and carry the L1 sparsity term)."""
@@ -224,12 +255,12 @@ class ModalResNet(nn.Module):
     @torch.no_grad()
     def exchanged_fraction(self) -> dict[str, dict[str, float]]:
         """{modality: {stage: fraction, "all": fraction}}: the share of each
-        modality's exchange-BN channels whose |gamma| is below the threshold,
-        i.e. the channels that exchange replaces by the other modality's
-        whenever both are present. Zeros when nothing fires."""
+        modality's exchange-BN channels that exchange replaces by the other
+        modality's whenever both are present (|gamma| below the threshold; never
+        an IR channel when exchange runs into EO only). Zeros when nothing fires."""
         out = {}
         for m, name in enumerate(MODALITIES[: self.num_modalities]):
-            below = {stage: torch.cat([(blk.exchange_bn.bns[m].weight.abs() < blk.exchange.threshold).float()
+            below = {stage: torch.cat([blk.exchange.replaced(blk.exchange_bn, m).float()
                                        for blk in getattr(self, stage)]) for stage in STAGES}
             out[name] = {stage: float(b.mean()) for stage, b in below.items()}
             out[name]["all"] = float(torch.cat(list(below.values())).mean())
