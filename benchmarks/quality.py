@@ -131,13 +131,15 @@ VARIANTS = {
     "no_exchange": Variant("CSK-Net, no exchange", "csk", ("model.exchange=false",), ("fused", "ir_only"),
                            teacher=True),
     "no_gsu": Variant("CSK-Net, no GSU", "csk", ("model.gsu=false",), ("fused", "ir_only"), teacher=True),
-    "no_ir_only_kd": Variant("CSK-Net, KD into the fused pass only", "csk",
-                             ("loss.kd_feature_ir_only=0", "loss.kd_logit_ir_only=0"), ("fused", "ir_only"),
-                             teacher=True),
+    # Method v2 (issue 24): the fallback's own teacher and the exchange's direction, ablated
+    "no_self_kd": Variant("CSK-Net, no self-distillation", "csk", ("loss.self_kd=0",), ("fused", "ir_only"),
+                          teacher=True),
+    "cen_exchange": Variant("CSK-Net, CEN's symmetric exchange", "csk", ("model.exchange_direction=both",),
+                            ("fused", "ir_only"), teacher=True),
 }
-# The real-data study's config (mfnet_cpu.yaml) has no IR-only KD (the sweep chose it), so there the
-# ablation runs the other way: the code's default IR-only KD weights put back.
-WITH_IR_ONLY_KD = Variant("CSK-Net, with KD into the IR-only pass (code defaults)", "csk",
+# No IR-only teacher KD is the code's default since Method v2 (the MFNet sweep chose it), so its
+# ablation runs the other way: the former default weights put back.
+WITH_IR_ONLY_KD = Variant("CSK-Net, with EO-teacher KD into the IR-only pass (former defaults)", "csk",
                           ("loss.kd_feature_ir_only=1.0", "loss.kd_logit_ir_only=0.5"), ("fused", "ir_only"),
                           teacher=True)
 # The recorded sweep of the real-data study (item 3 of the MFNet issue): CSK-Net
@@ -178,7 +180,7 @@ def kd_off_overrides() -> tuple[str, ...]:
 
 # setting: (overrides, variants run in it)
 SETTINGS = {
-    "full": ((), tuple(v for v in VARIANTS if v not in SWEEP and v != "with_ir_only_kd")),
+    "full": ((), tuple(v for v in VARIANTS if v not in SWEEP)),
     "low_data": (("data.num_train=128",), ("eo_teacher", "ir_baseline", "csk_full")),
 }
 STEPS, TEACHER_STEPS = 384, 576
@@ -197,10 +199,9 @@ QUICK_SETTING_OVERRIDES = {"low_data": ("data.num_train=8",)}
 # hold-out, so configurations are compared without looking at val.
 MFNET_CONFIG = REPO / "training" / "configs" / "mfnet_cpu.yaml"
 MFNET_SETTINGS = {
-    "full": ((), tuple("with_ir_only_kd" if v == "no_ir_only_kd" else v
-                       for v in VARIANTS if v not in SWEEP and v != "with_ir_only_kd")),
+    "full": ((), tuple(v for v in VARIANTS if v not in SWEEP)),
     "tune": (("train.eval_split=holdout", "train.holdout_stride=5"),
-             ("eo_teacher", "ir_baseline", "csk_full", "no_ir_only_kd", "no_kd") + tuple(SWEEP)),
+             ("eo_teacher", "ir_baseline", "csk_full", "no_self_kd", "cen_exchange", "no_kd") + tuple(SWEEP)),
 }
 MFNET_QUICK_OVERRIDES = ("train.num_workers=0", "data.eval_size=[48,64]", "data.augment.crop=[32,48]", "model.width=8",
                          "model.aspp_channels=16", "train.batch_size=2", "train.eval_every=2",
@@ -235,7 +236,7 @@ STUDIES = {
     # 400 steps for every run, teacher included (it sees 69 day frames: 46 epochs).
     "mfnet": Study("mfnet", "Quality study on real MFNet frames", MFNET_CONFIG, MFNET_SETTINGS, ("full",),
                    (400, 400), ("train.num_workers=0",), MFNET_QUICK_OVERRIDES, {}, ("val", "val_day", "val_night"),
-                   {"val_day": ("val", "day"), "val_night": ("val", "night")}, "quality_mfnet",
+                   {"val_day": ("val", "day"), "val_night": ("val", "night")}, "quality_mfnet_v2",
                    "validation frames (val_day + val_night; setting tune: the stride-5 hold-out of train)"),
 }
 
@@ -499,6 +500,7 @@ def execute(runs: list[Run], results: ResultsFile, device: str, log=print,
             "key": run.key, "setting": run.setting, "variant": run.variant, "seed": run.seed, "stage": v.stage,
             "label": v.label, "overrides": run.overrides, "teacher": run.teacher_key, "fingerprint": fp,
             "checkpoint": str(run.out / "best.pt"), "val": _scalars(best), "metrics": metrics,
+            "curve": validation_curve(run.out),
             "train_seconds": round(t1 - t0, 1), "eval_seconds": round(t2 - t1, 1), "commit": commit,
             "training_code": code,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -508,6 +510,12 @@ def execute(runs: list[Run], results: ResultsFile, device: str, log=print,
         bar.update(1)
     bar.close()
     return {"planned": len(runs), "skipped": len(runs) - len(todo), "ran": len(todo)}
+
+
+def validation_curve(out: Path) -> list[dict]:
+    """The run's model-selection curve ({step, score, miou_by_mode} per evaluation) from its metrics.json."""
+    path = out / "metrics.json"
+    return json.loads(path.read_text()).get("history", []) if path.is_file() else []
 
 
 # --------------------------------------------------------------------------- aggregation and reporting
@@ -538,6 +546,8 @@ def aggregate(records: list[dict], study: Study = STUDIES["synthetic"]) -> list[
                 classes = recs[0]["metrics"][mode][split]["per_class_iou"]
                 row["per_class_iou"][split] = {
                     c: mean_std(r["metrics"][mode][split]["per_class_iou"][c] for r in recs) for c in classes}
+            row["selected_step"] = [r["val"].get("step") for r in recs]
+            row["last_step"] = [(r.get("curve") or [{}])[-1].get("step") for r in recs]
             exch = {k: mean_std(r["val"].get(k) for r in recs) for k in recs[0]["val"]
                     if "exchang" in k and isinstance(recs[0]["val"][k], (int, float))}
             if exch:
@@ -564,13 +574,70 @@ def _find(rows, setting, variant, mode):
     return next((r for r in rows if r["setting"] == setting and r["variant"] == variant and r["mode"] == mode), None)
 
 
-def targets(rows: list[dict], study: Study = STUDIES["synthetic"]) -> list[dict]:
+# (variant, mode) pairs compared seed by seed: the fallback against the plain IR model, and each ablation
+# of the fallback against the full method
+PAIRED = ((("csk_full", "ir_only"), ("ir_baseline", "ir_only")),
+          (("csk_full", "fused"), ("early_fusion", "fused")),
+          (("csk_full", "ir_only"), ("no_self_kd", "ir_only")),
+          (("csk_full", "ir_only"), ("cen_exchange", "ir_only")),
+          (("csk_full", "fused"), ("cen_exchange", "fused")))
+
+
+def paired_differences(records: list[dict], study: Study = STUDIES["synthetic"]) -> list[dict]:
+    """For each PAIRED comparison and setting: a - b on the total split for every seed both ran, and the mean."""
+    total = study.splits[0]
+    out = []
+    for setting in study.settings:
+        for (va, ma), (vb, mb) in PAIRED:
+            a = {r["seed"]: r for r in records if r["setting"] == setting and r["variant"] == va}
+            b = {r["seed"]: r for r in records if r["setting"] == setting and r["variant"] == vb}
+            seeds = sorted(set(a) & set(b))
+            if not seeds:
+                continue
+            diffs = [a[k]["metrics"][ma][total]["miou"] - b[k]["metrics"][mb][total]["miou"] for k in seeds]
+            out.append({"setting": setting, "a": f"{va} {ma}", "b": f"{vb} {mb}", "seeds": seeds, "diffs": diffs,
+                        "mean": float(np.mean(diffs)), "positive_on_every_seed": bool(min(diffs) > 0)})
+    return out
+
+
+def paired_table(pairs: list[dict], setting: str) -> tuple[list[str], list[list]]:
+    sel = [p for p in pairs if p["setting"] == setting]
+    seeds = sorted({k for p in sel for k in p["seeds"]})
+    headers = ["a - b (mIoU points)", *(f"seed {k}" for k in seeds), "mean", "all > 0"]
+    body = [[f"{p['a']} - {p['b']}",
+             *(f"{100 * p['diffs'][p['seeds'].index(k)]:+.1f}" if k in p["seeds"] else "n/a" for k in seeds),
+             f"{100 * p['mean']:+.2f}", "yes" if p["positive_on_every_seed"] else "no"] for p in sel]
+    return headers, body
+
+
+def selection_table(rows: list[dict], setting: str) -> tuple[list[str], list[list]]:
+    """Where each run's best.pt came from: the selected step against the run's last evaluation."""
+    seen, body = set(), []
+    for r in rows:
+        if r["setting"] != setting or r["variant"] in seen:
+            continue
+        seen.add(r["variant"])
+        body.append([r["label"], " ".join(str(s) for s in r["selected_step"]),
+                     " ".join(str(s) for s in r["last_step"])])
+    return ["model", "selected step per seed", "last evaluation"], body
+
+
+def targets(rows: list[dict], study: Study = STUDIES["synthetic"], pairs: list[dict] | None = None) -> list[dict]:
     """The issues' targets, checked on the study's total split (test, or val for
     the real study); a target is left out where a needed row is missing."""
     out = []
     total, _, night = study.splits
     for setting in study.settings:
         csk_ir, base = _find(rows, setting, "csk_full", "ir_only"), _find(rows, setting, "ir_baseline", "ir_only")
+        pair = next((p for p in pairs or () if p["setting"] == setting and p["a"] == "csk_full ir_only"
+                     and p["b"] == "ir_baseline ir_only"), None)
+        if pair:
+            out.append({"setting": setting,
+                        "target": "CSK-Net IR-only - IR baseline, paired by seed: mean >= +2, positive on every seed",
+                        "value": f"{100 * pair['mean']:+.2f} (" + ", ".join(f"{100 * d:+.1f}" for d in pair["diffs"])
+                                 + ")",
+                        "met": bool(pair["mean"] >= 0.02 and pair["positive_on_every_seed"]
+                                    and len(pair["diffs"]) >= 3)})
         if csk_ir and base:
             a, b = csk_ir["miou"][total], base["miou"][total]
             diff = a["mean"] - b["mean"]
@@ -619,7 +686,23 @@ def _md(headers, body) -> str:
     return "\n".join(lines)
 
 
-def markdown(rows, checks, meta, study: Study = STUDIES["synthetic"]) -> str:
+def curve_table(records: list[dict], setting: str) -> tuple[list[str], list[list]]:
+    """Mean selection score (and per-mode mIoU) by evaluation step, per variant, over seeds."""
+    by_variant: dict[str, dict[int, list]] = {}
+    for r in records:
+        if r["setting"] != setting:
+            continue
+        for point in r.get("curve") or ():
+            by_variant.setdefault(r["variant"], {}).setdefault(point["step"], []).append(point)
+    steps = sorted({s for v in by_variant.values() for s in v})
+    body = []
+    for variant, points in by_variant.items():
+        body.append([variant, *(f"{100 * np.mean([p['score'] for p in points[s]]):.1f}" if s in points else ""
+                                for s in steps)])
+    return ["score by step", *(str(s) for s in steps)], body
+
+
+def markdown(rows, checks, meta, study: Study = STUDIES["synthetic"], pairs=(), records=()) -> str:
     total = study.splits[0]
     parts = [
         f"# {study.title}",
@@ -644,6 +727,18 @@ def markdown(rows, checks, meta, study: Study = STUDIES["synthetic"]) -> str:
             parts += ["", "Exchanged-channel fraction (best checkpoint; per stage in quality.json):", ""]
             parts += [f"- {label}: {k} = " + ("n/a" if v["mean"] is None else f"{v['mean']:.3f} ± {v['std']:.3f}")
                       for label, k, v in exch]
+    for setting in study.settings:
+        headers, body = paired_table(list(pairs), setting)
+        if body:
+            parts += ["", f"Paired by seed ({setting}, {total}):", "", _md(headers, body)]
+        headers, body = selection_table(rows, setting)
+        if body:
+            parts += ["", f"Model selection ({setting}): best.pt's step against the run's last evaluation:", "",
+                      _md(headers, body)]
+        headers, body = curve_table(list(records), setting)
+        if body:
+            parts += ["", f"Validation curves ({setting}): mean selection score (%) over seeds by step:", "",
+                      _md(headers, body)]
     if checks:
         parts += ["", "## Targets", "", _md(["setting", "target", "value", "met"],
                                             [[c["setting"], c["target"], c["value"],
@@ -684,7 +779,8 @@ def report(results: ResultsFile, runs: list[Run], out: Path, meta: dict, counts:
     keys = {r.key for r in runs}
     records = [rec for key, rec in results.records.items() if key in keys]
     rows = aggregate(records, study)
-    checks = targets(rows, study)
+    pairs = paired_differences(records, study)
+    checks = targets(rows, study, pairs)
     for setting in study.settings:
         headers, body = main_table(rows, setting, study)
         if body:
@@ -697,14 +793,23 @@ def report(results: ResultsFile, runs: list[Run], out: Path, meta: dict, counts:
         for k, v in row.get("exchanged_fraction", {}).items():
             if row["mode"] == "fused" and v["mean"] is not None and _summary_key(k):
                 print(f"exchanged fraction {row['setting']}/{row['variant']} {k}: {v['mean']:.3f} ± {v['std']:.3f}")
+    for setting in study.settings:
+        headers, body = paired_table(pairs, setting)
+        if body:
+            print(f"\npaired by seed ({setting}, {study.splits[0]})")
+            print_table(headers, body)
+        headers, body = selection_table(rows, setting)
+        if body:
+            print(f"\nmodel selection ({setting})")
+            print_table(headers, body)
     if checks:
         print("\ntargets:")
         print_table(["setting", "target", "value", "met"],
                     [[c["setting"], c["target"], c["value"], "yes" if c["met"] else "no"] for c in checks])
-    payload = {"meta": meta, "counts": counts, "rows": rows, "targets": checks,
+    payload = {"meta": meta, "counts": counts, "rows": rows, "targets": checks, "paired": pairs,
                "runs": sorted(records, key=lambda r: (r["setting"], r["variant"], r["seed"]))}
     write_json(out / f"{name}.json", payload)
-    (out / f"{name}.md").write_text(markdown(rows, checks, meta, study))
+    (out / f"{name}.md").write_text(markdown(rows, checks, meta, study, pairs, records))
     if rows:
         bar_chart(rows, out / f"{name}.png", meta["num_train"], study)
     print(f"\nwrote {out / name}.json, .md, .png; results file {results.path}")

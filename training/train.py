@@ -225,6 +225,8 @@ class TrainingRun:
     writer: SummaryWriter | None = None  # rank 0 only
     step: int = 0
     best: dict = field(default_factory=lambda: {"miou": -math.inf})
+    # the validation curve: {"step", "score", "miou_by_mode"} per evaluation (metrics.json)
+    history: list = field(default_factory=list)
 
     @property
     def tcfg(self) -> dict:
@@ -328,6 +330,7 @@ def resume_from(run: TrainingRun, path: Path) -> None:
     if ckpt.get("scaler"):
         run.scaler.load_state_dict(ckpt["scaler"])
     run.step, run.best = ckpt["step"], ckpt["best_metrics"] or run.best
+    run.history = list(ckpt.get("history") or [])
     restore_rng(ckpt, run.tcfg["seed"], run.dist_info.rank, run.step)
     # The saved lr belongs to the old schedule; recompute it for this run's max_steps.
     for group, base_lr in zip(run.optimizer.param_groups, run.scheduler.base_lrs):
@@ -364,6 +367,7 @@ def save(run: TrainingRun, name: str, metrics: dict) -> None:
                         "scheduler": run.scheduler.state_dict(), **rng_state(),
                         "scaler": run.scaler.state_dict(),
                         "best_metrics": best if math.isfinite(best["miou"]) else None,
+                        "history": run.history,
                         "selection": run.selection,
                     })
 
@@ -426,13 +430,14 @@ def evaluate_and_select(run: TrainingRun) -> None:
         for mode in run.eval_modes:
             run.writer.add_scalar(f"val/miou_{mode}", metrics["miou_by_mode"][mode], run.step)
         run.writer.add_scalar("val/score", metrics["score"], run.step)
+    run.history.append({"step": run.step, "score": metrics["score"], "miou_by_mode": metrics["miou_by_mode"]})
     if run.dist_info.is_main:
         if metrics["score"] > run.best.get("score", run.best["miou"]):
             run.best = dict(metrics, step=run.step, mode=run.eval_modes[0])
             save(run, "best.pt", run.best)
         save(run, "last.pt", metrics)
-        (run.out / "metrics.json").write_text(json.dumps({"best": run.best, "last": dict(metrics, step=run.step)},
-                                                         indent=2))
+        (run.out / "metrics.json").write_text(json.dumps({"best": run.best, "last": dict(metrics, step=run.step),
+                                                          "history": run.history}, indent=2))
 
 
 def train_one_epoch(run: TrainingRun, bar: tqdm) -> None:
