@@ -68,7 +68,7 @@ def results_table(rows: list[dict]) -> str:
 def exchanged_fraction_table(fractions: dict) -> str:
     """Markdown table of the exchanged-channel fraction per modality and stage."""
     stages = list(next(iter(fractions.values())))
-    lines = ["| BN scales below threshold (exchanged) | " + " | ".join(stages) + " |",
+    lines = ["| channels exchanged (BN scale below threshold) | " + " | ".join(stages) + " |",
              "|---|" + "---|" * len(stages)]
     lines += [f"| {modality.upper()} | " + " | ".join(f"{100 * v:.1f}%" for v in per_stage.values()) + " |"
               for modality, per_stage in fractions.items()]
@@ -100,8 +100,8 @@ def main(argv=None) -> int:
     exchanged = load_checkpoint(ckpts["csk"])["metrics"].get("exchanged_fraction")
     if exchanged:
         table += "\n\nCSK-Net channel exchange (best.pt):\n\n" + exchanged_fraction_table(exchanged)
-        print("\nCSK-Net channel exchange (best.pt; EO channels replaced by IR and vice versa "
-              "when both are present):\n")
+        print("\nCSK-Net channel exchange (best.pt; the share of each stream's channels replaced by the other's "
+              "when both are present: EO borrows from IR, the IR stream stays whole for the fallback):\n")
         print(exchanged_fraction_table(exchanged))
     summary = {"rows": rows, "train_seconds": trained, "checkpoints": {k: str(v) for k, v in ckpts.items()},
                "exchanged_fraction": exchanged}

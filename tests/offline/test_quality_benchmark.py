@@ -50,6 +50,10 @@ def test_quick_study_writes_json_markdown_chart_and_resumes(tmp_path, monkeypatc
                    "| CSK-Net | fused |", "| CSK-Net | ir_only |", "| curve |", "QUICK"):
         assert needle in md, needle
     assert (tmp_path / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the validation curve and where best.pt came from are on the record
+    curve = records["full/csk_full/seed0"]["curve"]
+    assert [p["step"] for p in curve] == [2] and set(curve[0]["miou_by_mode"]) == {"fused", "ir_only"}
+    assert "best.pt's step against the run's last evaluation" in md and "| score by step | 2 |" in md
 
     # rerun: every finished run is skipped, nothing is trained again, records unchanged
     def no_training(*args, **kwargs):
@@ -82,7 +86,7 @@ def test_a_changed_configuration_is_not_skipped(tmp_path):
 def test_plan_covers_the_study():
     runs = quality.plan_runs(quality.parse_seeds("3"), list(quality.SETTINGS), list(quality.VARIANTS),
                              quality.RESULTS, False, [])
-    assert len(runs) == 3 * (9 + 3)  # the nine study variants and the low-data three; no sweep candidate
+    assert len(runs) == 3 * (11 + 3)  # the eleven study variants and the low-data three; no sweep candidate
     assert not {r.variant for r in runs} & set(quality.SWEEP)
     assert {r.seed for r in runs} == {0, 1, 2}
     low = [r for r in runs if r.setting == "low_data"]
@@ -101,7 +105,7 @@ def test_the_real_data_sweep_runs_only_in_the_tune_setting():
                              study="mfnet")
     full = {r.variant for r in runs if r.setting == "full"}
     tune = [r for r in runs if r.setting == "tune"]
-    assert len(full) == 9 and not full & set(quality.SWEEP)
+    assert len(full) == 11 and not full & set(quality.SWEEP)
     assert set(quality.SWEEP) <= {r.variant for r in tune}
     assert all("train.eval_split=holdout" in r.overrides for r in tune)
     assert not any("train.eval_split=holdout" in r.overrides for r in runs if r.setting == "full")
@@ -163,3 +167,21 @@ def test_report_only_trains_nothing_and_reports_what_runs_json_holds(tmp_path):
     assert (tmp_path / "runs.json").read_text() == before  # nothing trained
     report = json.loads((tmp_path / "report_full.json").read_text())
     assert [(r["variant"], r["seeds"]) for r in report["rows"]] == [("ir_baseline", [0])]
+
+
+def test_the_fallback_target_is_paired_by_seed_and_needs_every_seed_positive():
+    base = [_record("ir_baseline", ["ir_only"], s, v) for s, v in enumerate((0.40, 0.30, 0.50))]
+    # +3 on average, but seed 1 is worse than its own baseline: a mean over unpaired seeds would hide it
+    csk = [_record("csk_full", ["fused", "ir_only"], s, v) for s, v in enumerate((0.45, 0.29, 0.55))]
+    pairs = quality.paired_differences(base + csk)
+    [pair] = [p for p in pairs if p["a"] == "csk_full ir_only" and p["b"] == "ir_baseline ir_only"]
+    assert pair["seeds"] == [0, 1, 2] and [round(d, 6) for d in pair["diffs"]] == [0.05, -0.01, 0.05]
+    assert math.isclose(pair["mean"], 0.03) and not pair["positive_on_every_seed"]
+    target = next(t for t in quality.targets(quality.aggregate(base + csk), pairs=pairs) if "paired" in t["target"])
+    assert target["met"] is False and target["value"] == "+3.00 (+5.0, -1.0, +5.0)"
+    csk[1] = _record("csk_full", ["fused", "ir_only"], 1, 0.33)
+    pairs = quality.paired_differences(base + csk)
+    target = next(t for t in quality.targets(quality.aggregate(base + csk), pairs=pairs) if "paired" in t["target"])
+    assert target["met"] is True
+    headers, body = quality.paired_table(pairs, "full")
+    assert headers[:4] == ["a - b (mIoU points)", "seed 0", "seed 1", "seed 2"] and body[0][-1] == "yes"
