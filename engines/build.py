@@ -37,9 +37,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from csk_ros.backends.engine_check import explicit_int8, onnxruntime_flavour_problem, uint8_intermediate_problems
 from csk_ros.bundle import PRECISIONS, BundleError, load_manifest
-from csk_ros.trt_build import DEFAULT_CALIB_IMAGES, DEFAULT_WORKSPACE_MB, INSTALL_HINT, EngineBuildError, build_and_record, build_engine_bytes, calibration_cache_path, engine_file_name, inspect_engine_bytes, source_graph, trtexec_command
-from csk_ros.backends.engine_check import explicit_int8, qdq_problems, uint8_intermediate_problems
+from csk_ros.trt_build import (
+    DEFAULT_CALIB_IMAGES,
+    DEFAULT_WORKSPACE_MB,
+    INSTALL_HINT,
+    EngineBuildError,
+    build_and_record,
+    build_engine_bytes,
+    calibration_cache_path,
+    engine_file_name,
+    inspect_engine_bytes,
+    source_graph,
+    trtexec_command,
+)
 from engines.trt_calibration import calibration_sources, make_entropy_calibrator
 
 VIAS = ("tensorrt", "torch-tensorrt")
@@ -100,10 +112,9 @@ def main(argv=None) -> int:
     if args.via == "torch-tensorrt" or args.checkpoint:
         return _fail(TORCH_TRT_REMOVED)
     caches = {g: calibration_cache_path(bundle, g, args.calib_cache, shared=len(graphs) > 1) for g in graphs}
-    if args.precision == "int8":
-        problems = [p for g in graphs for p in qdq_problems(bundle, g)]
-        if problems:
-            return _fail("\n  ".join(["INT8 engines cannot be built from these Q/DQ graphs:", *problems]))
+    ort_flavour = onnxruntime_flavour_problem(bundle, graphs) if args.precision == "int8" else None
+    if ort_flavour:
+        return _fail(ort_flavour)
     calibrated = [g for g in graphs if args.precision == "int8" and not explicit_int8(bundle, g, args.precision)]
     if calibrated:  # no Q/DQ graph: the TensorRT-10-only calibrator fallback
         print(f"note: {', '.join(calibrated)} has no Q/DQ graph in the bundle; INT8 falls back to calibration "

@@ -46,8 +46,16 @@ from pathlib import Path
 
 import onnx
 
-from csk_ros.bundle import (GRAPH_INPUTS, GRAPH_OUTPUTS, MANIFEST, BundleError, atomic_write_bytes, load_manifest,
-                            sha256_of, write_manifest)
+from csk_ros.bundle import (
+    GRAPH_INPUTS,
+    GRAPH_OUTPUTS,
+    MANIFEST,
+    BundleError,
+    atomic_write_bytes,
+    load_manifest,
+    sha256_of,
+    write_manifest,
+)
 from training.config import complete, load_config
 
 from .calibration import FeedReader, ImageSet, load_images, ort_runner, session_miou
@@ -132,6 +140,8 @@ def quantize_graph(fp32_path: Path, out_path: Path, images: ImageSet, graph: str
         # shape pass is for transformers and fails on the static uint8 graphs.
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         model = onnx.load(str(pre))
+        if restore_float_casts(model):
+            onnx.save(model, str(pre))
         excluded, groups = float_nodes(model)
         reader = FeedReader(images, graph)
         stride = CALIBRATION_STRIDE if len(images) % CALIBRATION_STRIDE == 0 else 1
@@ -148,8 +158,49 @@ def quantize_graph(fp32_path: Path, out_path: Path, images: ImageSet, graph: str
     quantized = onnx.load(str(out_path))
     onnx.checker.check_model(quantized)
     _check_contract(quantized, fp32_path, graph)
+    _check_tensorrt_rules(quantized, graph, symmetric)
     return {"kept_float": [f"{why}: {node}" for why, names in groups.items() for node in _describe(model, names)],
             "qdq_nodes": sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in quantized.graph.node)}
+
+
+def restore_float_casts(model: onnx.ModelProto) -> int:
+    """Put back the float step in front of every Cast to uint8 from a non-float tensor; returns how many.
+
+    engines/graphs.py exports the mask as ArgMax(int64) -> Cast(float) -> Cast(uint8) because TensorRT
+    casts to UINT8 only from FLOAT / HALF, but quant_pre_process's ONNX Runtime optimisation folds the
+    pair into one Cast(int64 -> uint8). Every other optimisation it makes (BatchNorm folding above all)
+    is wanted, so the chain is re-asserted afterwards instead of skipping the optimisation."""
+    typed = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*typed.graph.input, *typed.graph.output, *typed.graph.value_info]}
+    castable = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    nodes, added = [], 0
+    for node in model.graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+        source = types.get(node.input[0]) if node.input else None
+        if to == onnx.TensorProto.UINT8 and source is not None and source not in castable:
+            as_float = f"{node.input[0]}_as_float"
+            nodes.append(onnx.helper.make_node("Cast", [node.input[0]], [as_float], to=onnx.TensorProto.FLOAT,
+                                               name=f"{node.name or 'cast'}_via_float"))
+            node.input[0] = as_float
+            added += 1
+        nodes.append(node)
+    if added:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return added
+
+
+def _check_tensorrt_rules(model: onnx.ModelProto, graph: str, symmetric: bool) -> None:
+    """Refuse a quantised graph that breaks TensorRT's UINT8 rules (the check engines.build runs). The
+    TensorRT flavour must pass both rules; the ONNX Runtime flavour has uint8 activations by design and
+    never goes to TensorRT, but keeps the float -> uint8 mask cast like its fp32 graph."""
+    from csk_ros.backends.engine_check import uint8_intermediate_problems
+
+    problems = uint8_intermediate_problems(model, casts_only=not symmetric) or []
+    if problems:
+        raise QuantizeError(f"{graph}: the quantised graph breaks TensorRT's UINT8 rules (a defect in "
+                            "engines.quantize, not in the bundle): " + "; ".join(problems))
 
 
 def _check_contract(model: onnx.ModelProto, fp32_path: Path, graph: str) -> None:

@@ -4,8 +4,9 @@ The I/O contract of a graph at the bundle's size (`expected_io`), checked agains
 (`onnxruntime_io_problems`) and TensorRT engines (`io_problems`); whether a TensorRT engine record fits
 this machine (`engine_problems`: source graph hash, TensorRT version, GPU, file hash;
 `sm_count_problems`) and which one to use (`select_engine`); whether Q/DQ graphs can become TensorRT
-engines (`qdq_problems`) or run at all (`int8_graph_problem`); TensorRT's ONNX parser pre-flight
-(`uint8_intermediate_problems`). Callers import them from here; nothing here imports TensorRT.
+engines (`qdq_problems`, `onnxruntime_flavour_problem`) or run at all (`int8_graph_problem`);
+TensorRT's UINT8 rules for any ONNX graph (`uint8_intermediate_problems`: the build's pre-flight and
+engines.quantize's check of what it writes). Callers import them from here; nothing here imports TensorRT.
 """
 
 from __future__ import annotations
@@ -47,16 +48,26 @@ def explicit_int8(bundle: Bundle, graph: str, precision: str) -> bool:
     return precision == "int8" and graph in (getattr(bundle, "quantized", None) or {})
 
 
+def onnxruntime_flavour_problem(bundle: Bundle, graphs) -> str | None:
+    """One line naming every Q/DQ graph of `graphs` that is engines.quantize's ONNX Runtime flavour
+    (None: there is none). engines.quantize records `tensorrt_compatible`: its default flavour has
+    asymmetric uint8 activations, which TensorRT takes neither as intermediate tensors nor in explicit
+    quantization (symmetric int8 only, zero point 0); one fix covers them all, so one line says it."""
+    quantized = bundle.manifest.get("quantized") or {}
+    files = [(quantized.get(g) or {}).get("file", f"{g}.int8.onnx") for g in graphs
+             if explicit_int8(bundle, g, "int8") and (quantized.get(g) or {}).get("tensorrt_compatible") is False]
+    if not files:
+        return None
+    return (f"{', '.join(files)} {'is' if len(files) == 1 else 'are'} the ONNX Runtime flavour of engines.quantize "
+            "(asymmetric uint8 activations); TensorRT INT8 takes symmetric int8 only: re-run `python -m "
+            f"engines.quantize --bundle {bundle.root} --activations int8-symmetric`, or build fp16")
+
+
 def qdq_problems(bundle: Bundle, graph: str) -> list[str]:
-    """Why the bundle's Q/DQ graph of `graph` cannot become a TensorRT engine. engines.quantize
-    records `tensorrt_compatible`: its default (ONNX Runtime CPU) flavour has asymmetric uint8
-    activations, while TensorRT's explicit quantization takes symmetric int8 only (zero point 0)."""
-    record = ((bundle.manifest.get("quantized") or {}).get(graph) or {}) if explicit_int8(bundle, graph, "int8") else {}
-    if record.get("tensorrt_compatible") is False:
-        return [f"{record.get('file', graph + '.int8.onnx')} is the ONNX Runtime flavour (asymmetric uint8 "
-                "activations); TensorRT's explicit quantization takes symmetric int8 only: re-run `python -m "
-                f"engines.quantize --bundle {bundle.root} --activations int8-symmetric`, or build fp16"]
-    return []
+    """Why the bundle's Q/DQ graph of `graph` cannot become a TensorRT engine (see
+    onnxruntime_flavour_problem)."""
+    problem = onnxruntime_flavour_problem(bundle, (graph,))
+    return [problem] if problem else []
 
 
 def expected_io(bundle: Bundle, graph: str) -> dict[str, tuple[str, tuple[int, ...], str]]:
@@ -147,47 +158,99 @@ def select_engine(bundle: Bundle, graph: str, trt_version: str, gpu_name: str, c
     return usable, ([] if usable else problems)
 
 
-def uint8_intermediate_problems(onnx_path) -> list[str] | None:
-    """TensorRT pre-flight without TensorRT: nodes that produce a uint8 tensor which
-    is not a graph output (the ONNX parser rejects those), and Casts to uint8 from
-    anything but float / half (TensorRT 10.3's ICastLayer converts to UINT8 only
-    from FLOAT or HALF: an int64 ArgMax must go through float). None when the
-    `onnx` package is not installed (check skipped)."""
-    try:
-        import onnx
-    except ImportError:
-        return None
-    model = onnx.load(str(onnx_path), load_external_data=False)
+UINT8_CAST_SOURCES = ("FLOAT", "FLOAT16")  # TensorRT 10.3 / 10.16 ICastLayer: to UINT8 only from these
+
+
+def _onnx_model(graph):
+    """(model with inferred types, file name for messages) from a path or an onnx.ModelProto."""
+    import onnx
+
+    model = graph if isinstance(graph, onnx.ModelProto) else onnx.load(str(graph), load_external_data=False)
+    name = Path(graph).name if not isinstance(graph, onnx.ModelProto) else (model.graph.name or "graph")
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # inference is best effort; Cast targets and I/O types still tell most
         pass
+    return model, name
+
+
+def _tensor_types(model) -> dict[str, int]:
+    """ONNX element type of every tensor whose type is known: graph I/O, inferred values, Cast outputs."""
     graph = model.graph
     types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.output, *graph.value_info]}
+    types.update({t.name: t.data_type for t in graph.initializer})
     for node in graph.node:
-        if node.op_type == "Cast":
+        if node.op_type == "Cast" and node.output:
             to = next((a.i for a in node.attribute if a.name == "to"), None)
-            if to is not None and node.output:
+            if to is not None:
                 types[node.output[0]] = to
-    outputs = {o.name for o in graph.output}
+    return types
+
+
+def _bad_uint8_casts(model, name: str, types: dict[str, int]) -> list[str]:
+    """Casts to UINT8 from anything but FLOAT / FLOAT16 (TensorRT's ICastLayer refuses them)."""
+    import onnx
+
+    castable = {getattr(onnx.TensorProto, t) for t in UINT8_CAST_SOURCES}
+    quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    fix = ("engines.quantize must keep the float cast after its pre-processing: re-run `python -m "
+           "engines.quantize` with this version" if quantized else
+           "cast through float (e.g. `mask.float().to(torch.uint8)` in engines/graphs.py) and re-export")
     problems = []
-    castable = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
-    for node in graph.node:
+    for node in model.graph.node:
         to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
         source = types.get(node.input[0]) if node.input else None
         if to == onnx.TensorProto.UINT8 and source is not None and source not in castable:
-            problems.append(f"{Path(onnx_path).name}: node '{node.name or node.op_type}' casts "
+            problems.append(f"{name}: node '{node.name or node.op_type}' casts "
                             f"{onnx.TensorProto.DataType.Name(source)} tensor '{node.input[0]}' to uint8; TensorRT "
-                            "10.3 casts to UINT8 only from FLOAT or HALF, so cast through float (e.g. "
-                            "`mask.float().to(torch.uint8)` in engines/graphs.py) and re-export")
-        for tensor in node.output:
-            if tensor and tensor not in outputs and types.get(tensor) == onnx.TensorProto.UINT8:
-                problems.append(f"{Path(onnx_path).name}: node '{node.name or node.op_type}' ({node.op_type}) "
-                                f"produces uint8 tensor '{tensor}' that is not a graph output; TensorRT accepts "
-                                "UINT8 only as network input/output, so Cast uint8 inputs to float before any "
-                                "other op (e.g. `.float()` before permute/unsqueeze in engines/graphs.py) and "
-                                "re-export")
+                            f"10.3 casts to UINT8 only from FLOAT or HALF, so {fix}")
     return problems
+
+
+def _uint8_intermediates(model, name: str, types: dict[str, int]) -> list[str]:
+    """uint8 tensors that are not graph outputs. QuantizeLinear ones (asymmetric uint8 activations, the
+    ONNX Runtime flavour of engines.quantize) are summed up in one line: one fix covers them all."""
+    import onnx
+
+    outputs = {o.name for o in model.graph.output}
+    problems, quantizers = [], []
+    for node in model.graph.node:
+        for tensor in node.output:
+            if not tensor or tensor in outputs or types.get(tensor) != onnx.TensorProto.UINT8:
+                continue
+            if node.op_type == "QuantizeLinear":
+                quantizers.append(node.name or tensor)
+                continue
+            problems.append(f"{name}: node '{node.name or node.op_type}' ({node.op_type}) produces uint8 tensor "
+                            f"'{tensor}' that is not a graph output; TensorRT accepts UINT8 only as network "
+                            "input/output, so Cast uint8 inputs to float before any other op (e.g. `.float()` "
+                            "before permute/unsqueeze in engines/graphs.py) and re-export")
+    if quantizers:
+        problems.insert(0, f"{name}: {len(quantizers)} QuantizeLinear nodes produce uint8 activations (the ONNX "
+                           "Runtime flavour of engines.quantize); TensorRT takes UINT8 only as network input/output "
+                           "and symmetric int8 Q/DQ only: re-run `python -m engines.quantize --activations "
+                           "int8-symmetric`")
+    return problems
+
+
+def uint8_intermediate_problems(graph, casts_only: bool = False) -> list[str] | None:
+    """TensorRT's two UINT8 rules, checked without TensorRT: UINT8 only as a network input or output
+    (onnx-tensorrt: "UINT8 is only supported as network input or output tensor types"; its parser
+    rejects a node with a uint8 output that is not a graph output), and a Cast to UINT8 only from
+    FLOAT or HALF (TensorRT 10.3 and 10.16 ICastLayer: an int64 ArgMax must go through float).
+
+    The ONE check for these rules: engines.build's pre-flight, engines.quantize (every graph it writes)
+    and the tests call it. `graph`: an ONNX path or an onnx.ModelProto. `casts_only`: the cast rule
+    alone, for graphs whose uint8 activations are intended and which never go to TensorRT (the ONNX
+    Runtime flavour of engines.quantize). Returns one line per problem, or None when the `onnx`
+    package is not installed (check skipped)."""
+    try:
+        model, name = _onnx_model(graph)
+    except ImportError:
+        return None
+    types = _tensor_types(model)
+    problems = _bad_uint8_casts(model, name, types)
+    return problems if casts_only else _uint8_intermediates(model, name, types) + problems
 
 
 def int8_graph_problem(bundle: Bundle, graphs) -> str | None:

@@ -587,6 +587,20 @@ def test_glue_parser_errors_are_listed(tmp_path, fake_trt):
     assert "node 1 'node_squeeze' (Squeeze)" in message
 
 
+def test_glue_parser_refuses_a_cast_to_uint8_from_int64(tmp_path, fake_trt):
+    """The double holds TensorRT's documented rule (uint8 conversions only from float32/float16), so a
+    graph the quantiser's ONNX Runtime optimisation folded (ArgMax -> Cast(uint8)) fails here too."""
+    from csk_ros.trt_build import build_engine_bytes
+
+    model = float_graph("ir_only", H, W)
+    for node in model.graph.node:
+        if node.name == "mask_u8":
+            node.input[0] = "ids"
+    save_model(model, tmp_path / "folded.onnx")
+    with pytest.raises(EngineBuildError, match=r"'mask_u8' \(Cast\): uint8 conversions are only supported"):
+        build_engine_bytes(tmp_path / "folded.onnx", "fp16", 64, log=None)
+
+
 def test_glue_tensorrt_without_weak_typing_flags_is_explained(bundle_dir, fake_trt, monkeypatch):
     """TensorRT 11 removed BuilderFlag.FP16/INT8 and calibrators: say so instead of an AttributeError."""
     from csk_ros.trt_build import build_engine_bytes

@@ -96,17 +96,29 @@ class OnnxParser:
 
     def parse_from_file(self, path):
         model = onnx.shape_inference.infer_shapes(onnx.load(path))
-        types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output]}
+        types = {v.name: v.type.tensor_type.elem_type
+                 for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
         outputs = {o.name for o in model.graph.output}
         for i, node in enumerate(model.graph.node):
             for t in node.output:
                 if t not in outputs and types.get(t) == onnx.TensorProto.UINT8:
                     self.errors.append(_ParserError("TensorRT does not support UINT8 types for intermediate "
                                                     "tensors!", i, node.name, node.op_type))
+            if self._bad_uint8_cast(node, types):
+                # DataType.UINT8 (TensorRT 10 docs): "uint8 conversions are only supported for {float32, float16}";
+                # which phase (parse or build) reports it on real TensorRT is unverified
+                self.errors.append(_ParserError("uint8 conversions are only supported for {float32, float16}", i,
+                                                node.name, node.op_type))
         if self.errors:
             return False
         self.network.model = model
         return True
+
+    @staticmethod
+    def _bad_uint8_cast(node, types):
+        to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+        source = types.get(node.input[0]) if node.input else None
+        return to == onnx.TensorProto.UINT8 and source not in (None, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
 
 
 class _Config:
