@@ -112,6 +112,47 @@ def cuda_check(result, what: str = "CUDA call"):
     return values[0] if len(values) == 1 else values
 
 
+def _cuda_version(version: int) -> str:
+    """CUDA's integer version (12060) as "12.6"."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def cuda_driver_hint(error_name: str, driver_version: int, runtime_version: int) -> str:
+    """What to do about a failed CUDA start-up, from cudaDriverGetVersion / cudaRuntimeGetVersion.
+
+    cuda-bindings (12.9 and 13.x alike) return cudaErrorInsufficientDriver both when the driver is
+    older than cuda-python's CUDA and when no driver is installed at all; only the driver version
+    (0: no driver) tells the two apart, so the "pin cuda-python" advice is given only where it helps."""
+    if "InsufficientDriver" not in error_name:
+        return ""
+    if driver_version <= 0:
+        return ("; no NVIDIA driver is installed (cudaDriverGetVersion reports none): install the GPU driver "
+                "(JetPack on a Jetson), or run on ONNX Runtime")
+    driver, runtime = driver_version // 1000, runtime_version // 1000
+    if 0 < driver < runtime and driver in CUDA_PYTHON_PINS:
+        return (f"; cuda-python (CUDA {_cuda_version(runtime_version)}) is newer than this driver's CUDA "
+                f"{_cuda_version(driver_version)}: install '{CUDA_PYTHON_PINS[driver]}'")
+    return (f"; this driver's CUDA {_cuda_version(driver_version)} is older than cuda-python's CUDA "
+            f"{_cuda_version(runtime_version)}: update the driver or install the cuda-python of the driver's CUDA")
+
+
+TENSORRT_NO_CUDA = "factory function returned nullptr"  # real trt.Runtime / trt.Builder when CUDA cannot start
+
+
+def create_tensorrt(factory, logger, what: str):
+    """`factory(logger)` for trt.Runtime / trt.Builder. Real TensorRT raises TypeError("pybind11::init():
+    factory function returned nullptr") when CUDA cannot initialise (no GPU, no or too old a driver),
+    which reads like a programming error: turn that one into an EngineBuildError that says what to check."""
+    try:
+        return factory(logger)
+    except TypeError as exc:
+        if TENSORRT_NO_CUDA not in str(exc):
+            raise
+        raise EngineBuildError(f"TensorRT could not create its {what} ({exc}): CUDA did not initialise here; check "
+                               "the GPU and driver with `nvidia-smi` (JetPack on a Jetson) and that cuda-python "
+                               "matches the driver's CUDA") from exc
+
+
 # --------------------------------------------------------------------------- naming
 
 _DROP_TOKENS = {"nvidia", "geforce", "tesla", "quadro", "jetson", "agx", "gpu", "graphics", "nvgpu", "pcie",
@@ -252,7 +293,7 @@ def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WO
     else:
         network_flags, flags = 0, weak_flags  # TensorRT 10: explicit batch always; no flag needed
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder = create_tensorrt(trt.Builder, logger, "Builder")
     network = builder.create_network(network_flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -288,7 +329,7 @@ def inspect_engine_bytes(data: bytes) -> dict[str, tuple[str, tuple[int, ...], s
     """Deserialize an engine and return its I/O tensors: name -> (mode, shape, dtype)."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.ERROR)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(data)
+    engine = create_tensorrt(trt.Runtime, logger, "Runtime").deserialize_cuda_engine(data)
     if engine is None:
         raise EngineBuildError("the engine could not be deserialized (corrupt or built by another TensorRT)")
     return engine_io(trt, engine)
@@ -373,6 +414,7 @@ def build_and_record(bundle: Bundle, graph: str, precision: str, runtime_info: t
 
 
 __all__ = ["INSTALL_HINT", "CUDA_PYTHON_PINS", "DEFAULT_WORKSPACE_MB", "EngineBuildError", "import_tensorrt",
-           "import_cudart", "cuda_check", "gpu_slug", "engine_file_name", "calibration_cache_path", "trtexec_command",
+           "import_cudart", "cuda_check", "cuda_driver_hint", "create_tensorrt",
+           "gpu_slug", "engine_file_name", "calibration_cache_path", "trtexec_command",
            "source_graph", "rebuild_precision", "format_parser_error",
            "build_engine_bytes", "inspect_engine_bytes", "engine_io", "record_engine", "build_and_record"]

@@ -25,12 +25,13 @@ import numpy as np
 from csk_ros.backends.engine_check import expected_io, explicit_int8, io_problems, select_engine
 from csk_ros.bundle import Bundle, BundleError
 from csk_ros.trt_build import (
-    CUDA_PYTHON_PINS,
     DEFAULT_WORKSPACE_MB,
     EngineBuildError,
     build_and_record,
     build_engine_bytes,
+    create_tensorrt,
     cuda_check,
+    cuda_driver_hint,
     engine_io,
     import_cudart,
     import_tensorrt,
@@ -50,19 +51,35 @@ def _stream_handle(stream) -> int:
 
 def tensorrt_runtime_info() -> tuple[str, str, str, int]:
     """(TensorRT version, GPU name, compute capability "major.minor", SM count) of
-    this machine. The SM count tells apart GPUs that share a name (Orin modules)."""
+    this machine. The SM count tells apart GPUs that share a name (Orin modules).
+    Raises BundleError saying what to fix when CUDA cannot start."""
     try:
         device = cuda_check(cudart.cudaGetDevice(), "cudaGetDevice")
         props = cuda_check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
     except RuntimeError as exc:
-        hint = ""
-        if "InsufficientDriver" in str(exc):  # cuda-python newer than the driver's CUDA (13.x on JetPack 6)
-            hint = (f"; cuda-python is newer than this driver's CUDA: on CUDA 12 (JetPack 6) install "
-                    f"'{CUDA_PYTHON_PINS[12]}'")
-        raise BundleError(f"no usable CUDA GPU for TensorRT: {exc}{hint}") from exc
+        raise BundleError(f"no usable CUDA GPU for TensorRT: {exc}{_driver_hint(exc)}") from exc
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
     return (str(trt.__version__), name.split("\x00", 1)[0].strip(), f"{props.major}.{props.minor}",
             int(props.multiProcessorCount))
+
+
+def _driver_hint(exc: Exception) -> str:
+    """cuda_driver_hint with this machine's driver and cuda-python CUDA versions (0 when unknown)."""
+    def version(call) -> int:
+        try:
+            err, value = call()
+            return int(value) if int(err) == 0 else 0
+        except Exception:  # the hint is best effort: the error itself is already in the message
+            return 0
+    return cuda_driver_hint(str(exc), version(cudart.cudaDriverGetVersion), version(cudart.cudaRuntimeGetVersion))
+
+
+def create_runtime():
+    """trt.Runtime, or a BundleError (so backend "auto" falls back) when CUDA cannot initialise."""
+    try:
+        return create_tensorrt(trt.Runtime, trt.Logger(trt.Logger.WARNING), "Runtime")
+    except EngineBuildError as exc:
+        raise BundleError(f"no usable CUDA GPU for TensorRT: {exc}") from exc
 
 
 class TensorRTRunner:
@@ -75,9 +92,8 @@ class TensorRTRunner:
         self._lock = threading.Lock()
         self._host, self._device, self._contexts, self._engines, self._inputs = {}, {}, {}, {}, {}
         self._scratch, self._stream, self.device_memory_bytes = None, None, 0
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        runtime_info = tensorrt_runtime_info()
+        runtime_info = tensorrt_runtime_info()  # before trt.Runtime: without CUDA it only says "nullptr"
+        self._runtime = create_runtime()
         records, rebuilt = {}, []
         for graph in graphs:
             record, problems = select_engine(bundle, graph, *runtime_info[:3], precision=precision,

@@ -707,12 +707,60 @@ def test_glue_runner_rebuilds_stale_engines(bundle_dir, fake_trt):
 
 
 def test_glue_no_gpu_is_a_bundle_error(bundle_dir, fake_trt, monkeypatch):
+    """Real trt.Runtime raises TypeError ("factory function returned nullptr") without CUDA, as the
+    double does: the runner must ask CUDA first, so the message says what is wrong."""
     from csk_ros.backends import load_bundle
 
+    _fake_build(bundle_dir)
     monkeypatch.setenv("FAKE_CUDA_NO_DEVICE", "1")
+    with pytest.raises(TypeError, match="nullptr"):
+        fake_trt.Runtime(fake_trt.Logger())
     with pytest.raises(BundleError, match="no usable CUDA GPU"):
         load_bundle(bundle_dir, backend="tensorrt")
     assert "no usable CUDA GPU" in load_bundle(bundle_dir, backend="auto").fallback_reason
+
+
+def test_glue_tensorrt_objects_without_cuda_are_explained(bundle_dir, fake_trt, monkeypatch):
+    """Builder / Runtime creation failing for want of CUDA is an EngineBuildError naming what to check
+    (engines.build reports it in one line), never a bare TypeError; other TypeErrors stay themselves."""
+    from csk_ros.trt_build import build_engine_bytes, create_tensorrt, inspect_engine_bytes
+
+    data = build_engine_bytes(bundle_dir / "ir_only.onnx", "fp32", 64, log=None)
+    monkeypatch.setenv("FAKE_CUDA_NO_DEVICE", "1")
+    with pytest.raises(EngineBuildError, match=r"could not create its Builder .*nullptr.*nvidia-smi"):
+        build_engine_bytes(bundle_dir / "ir_only.onnx", "fp32", 64, log=None)
+    with pytest.raises(EngineBuildError, match="could not create its Runtime"):
+        inspect_engine_bytes(data)
+
+    def wrong_arguments(logger):
+        raise TypeError("__init__(): incompatible constructor arguments")
+
+    with pytest.raises(TypeError, match="incompatible"):
+        create_tensorrt(wrong_arguments, None, "Builder")
+
+
+@NO_TRT
+def test_glue_cli_without_a_driver_does_not_blame_cuda_python(bundle_dir, fake_trt_path):
+    """cuda-bindings return cudaErrorInsufficientDriver (35) also when no driver is installed: the
+    'pin cuda-python' advice is for a driver older than cuda-python's CUDA only."""
+    result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--env", "FAKE_CUDA_NO_DRIVER=1")
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "no usable CUDA GPU" in line and "no NVIDIA driver is installed" in line and "cuda-python>=" not in line
+    result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--env", "FAKE_CUDA_OLD_DRIVER=1")
+    assert result.returncode == 1 and "newer than this driver's CUDA 12.6: install 'cuda-python>=12.6,<13'" in \
+        result.stderr
+
+
+def test_cuda_driver_hint():
+    from csk_ros.trt_build import cuda_driver_hint
+
+    assert "no NVIDIA driver is installed" in cuda_driver_hint("cudaErrorInsufficientDriver (35)", 0, 13050)
+    assert "cuda-python" not in cuda_driver_hint("cudaErrorInsufficientDriver (35)", 0, 12090)
+    pin = cuda_driver_hint("cudaErrorInsufficientDriver (35)", 12060, 13050)
+    assert "CUDA 13.5) is newer than this driver's CUDA 12.6: install 'cuda-python>=12.6,<13'" in pin
+    assert "update the driver" in cuda_driver_hint("cudaErrorInsufficientDriver (35)", 12020, 12090)
+    assert cuda_driver_hint("cudaErrorNoDevice (100)", 12060, 12090) == ""
 
 
 def test_glue_entropy_calibrator_feeds_real_images(bundle_dir, fake_trt, tmp_path):
@@ -737,8 +785,15 @@ def test_glue_entropy_calibrator_feeds_real_images(bundle_dir, fake_trt, tmp_pat
 
 
 def _run_fake_build(fake_trt_path, *args):
-    env = dict(os.environ, PYTHONPATH=f"{fake_trt_path}{os.pathsep}{REPO}")
-    return subprocess.run([sys.executable, "-m", "engines.build", *map(str, args)], cwd=REPO, env=env,
+    """engines.build with the test doubles; `--env NAME=VALUE` pairs among `args` set the child's environment."""
+    args, extra = list(map(str, args)), {}
+    while "--env" in args:
+        at = args.index("--env")
+        name, _, value = args[at + 1].partition("=")
+        extra[name] = value
+        del args[at:at + 2]
+    env = dict(os.environ, PYTHONPATH=f"{fake_trt_path}{os.pathsep}{REPO}", **extra)
+    return subprocess.run([sys.executable, "-m", "engines.build", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

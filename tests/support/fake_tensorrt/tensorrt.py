@@ -140,8 +140,17 @@ def _io(model):
             [[v.name, "OUTPUT", shape(v), name_of[v.type.tensor_type.elem_type]] for v in model.graph.output])
 
 
+def _need_cuda():
+    """Real trt.Builder / trt.Runtime raise this TypeError when CUDA cannot initialise."""
+    import cuda.bindings.runtime as cudart
+
+    if cudart.startup_error() != cudart.OK:
+        raise TypeError("pybind11::init(): factory function returned nullptr")
+
+
 class Builder:
     def __init__(self, logger):
+        _need_cuda()
         self.logger = logger
 
     def create_network(self, flags=0):
@@ -252,6 +261,7 @@ class _Engine:
 
 class Runtime:
     def __init__(self, logger):
+        _need_cuda()
         self.logger = logger
 
     def deserialize_cuda_engine(self, data):

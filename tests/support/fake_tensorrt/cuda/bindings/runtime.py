@@ -96,16 +96,37 @@ def cudaMemcpy(dst, src, n, kind):
     return (OK,)
 
 
+def startup_error():
+    """Test helper (not cuda-python): the error CUDA start-up gives under the FAKE_CUDA_* switches.
+    Real cuda-bindings 12.9 and 13.x return cudaErrorInsufficientDriver both with a driver older than
+    their CUDA and with no driver at all; cudaDriverGetVersion then tells the two apart (0: none)."""
+    if os.environ.get("FAKE_CUDA_NO_DEVICE"):
+        return cudaError_t.cudaErrorNoDevice
+    if os.environ.get("FAKE_CUDA_OLD_DRIVER") or os.environ.get("FAKE_CUDA_NO_DRIVER"):
+        return cudaError_t.cudaErrorInsufficientDriver
+    return OK
+
+
 def cudaGetDeviceCount():
-    return (OK, 0 if os.environ.get("FAKE_CUDA_NO_DEVICE") else 1)
+    err = startup_error()
+    return (err, 1 if err == OK else None)
 
 
 def cudaGetDevice():
-    if os.environ.get("FAKE_CUDA_NO_DEVICE"):
-        return cudaError_t.cudaErrorNoDevice, 0
-    if os.environ.get("FAKE_CUDA_OLD_DRIVER"):  # cuda-bindings 13 on a CUDA 12 driver
-        return cudaError_t.cudaErrorInsufficientDriver, 0
-    return OK, 0
+    err = startup_error()
+    return (err, 0 if err == OK else None)  # real cuda-bindings give None as the value on failure
+
+
+def cudaDriverGetVersion():
+    """0 without a driver (documented CUDA behaviour, and what cuda-bindings return with no driver)."""
+    if os.environ.get("FAKE_CUDA_NO_DRIVER"):
+        return OK, 0
+    return OK, 12060  # a JetPack 6 driver: CUDA 12.6
+
+
+def cudaRuntimeGetVersion():
+    """cuda-python's CUDA: 13.x in the 'newer than the driver' case, else 12.9."""
+    return OK, 13050 if os.environ.get("FAKE_CUDA_OLD_DRIVER") else 12090
 
 
 class cudaDeviceProp:
