@@ -211,15 +211,19 @@ def calibration_cache_path(bundle: Bundle, graph: str, template: str | None = No
     return path.with_name(f"{path.stem}.{graph}{path.suffix}") if shared else path
 
 
-def trtexec_command(onnx_path, engine_path, precision: str, workspace_mb: int, calib_cache=None) -> str:
+def trtexec_command(onnx_path, engine_path, precision: str, workspace_mb: int, calib_cache=None,
+                    strongly_typed: bool = False) -> str:
     """The trtexec line that builds the same engine (TensorRT 10 flags).
     INT8 also enables FP16 for the layers TensorRT cannot run in INT8 (argmax,
     reductions), as build_engine_bytes does. Without --calib trtexec uses
-    placeholder INT8 scales, fine for timing but not for accuracy."""
+    placeholder INT8 scales, fine for timing but not for accuracy. `strongly_typed`
+    (build_plan's choice for Q/DQ graphs from TensorRT 10.12 on): --stronglyTyped, no precision flags."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     parts = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
              f"--memPoolSize=workspace:{int(workspace_mb)}M"]
+    if strongly_typed:
+        return " ".join(shlex.quote(str(p)) for p in [*parts, "--stronglyTyped"])
     if precision in ("fp16", "int8"):
         parts.append("--fp16")
     if precision == "int8":
@@ -260,41 +264,77 @@ def format_parser_error(error) -> str:
     return f"{where}: {desc}" if where else str(desc)
 
 
+WEAK_TYPING_DEPRECATED = (10, 12)  # BuilderFlag.FP16 / INT8 (weak typing) deprecated in 10.12, removed in 11
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    parts = [int(p) for p in re.findall(r"\d+", str(version))[:2]]
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]
+
+
+def build_plan(trt_version: str, has_flags: bool, has_strong_typing: bool, has_calibrator: bool, precision: str,
+               quantized: bool) -> tuple[bool, tuple[str, ...], str | None]:
+    """(strongly typed network, builder flags, note for the log) for one build, from the TensorRT 10
+    and 11 docs: weak typing (BuilderFlag.FP16 / INT8) is deprecated since 10.12 and removed in 11,
+    where every network is strongly typed; calibrators are deprecated since 10.1 and removed in 11.
+    - int8 from a Q/DQ graph: strongly typed where weak typing is deprecated or gone (the documented
+      migration: Q/DQ regions in INT8, the rest in the graph's float type); on 10.0-10.11 the INT8 +
+      FP16 flags (the rest may run in fp16);
+    - fp16: only weak typing gives it from our fp32 graphs (strong typing would need an fp16 graph),
+      so the FP16 flag, with a note from 10.12 on (TensorRT then warns), and an error where it is gone;
+    - int8 by calibration: TensorRT 10 only, INT8 + FP16 flags."""
+    weak = {"fp16": ("FP16",), "int8": ("FP16", "INT8")}.get(precision, ())
+    deprecated = _major_minor(trt_version) >= WEAK_TYPING_DEPRECATED
+    if precision == "int8" and quantized and (deprecated or not has_flags):
+        if not has_strong_typing:
+            raise EngineBuildError(f"TensorRT {trt_version} has neither INT8/FP16 builder flags nor strongly typed "
+                                   "networks; use TensorRT 10 or later")
+        return True, (), (f"strongly typed build (weak typing is {'deprecated' if has_flags else 'gone'} in TensorRT "
+                          f"{trt_version}): Q/DQ regions run in INT8, the rest in the graph's float type")
+    if weak and (not has_flags or (precision == "int8" and not quantized and not has_calibrator)):
+        what = f"{'/'.join(weak)} builder precision flag" if not has_flags else "INT8 calibrator"
+        raise EngineBuildError(f"TensorRT {trt_version} has no {what} (TensorRT 11 removed weak typing and calibrator "
+                               "INT8): build fp32 here, INT8 from the bundle's Q/DQ graph (python -m "
+                               "engines.quantize), or use TensorRT 10 (JetPack 6) for fp16 engines")
+    note = None
+    if weak and deprecated:
+        note = (f"BuilderFlag.{' / '.join(weak)} (weak typing) is deprecated since TensorRT 10.12 and removed in 11; "
+                f"TensorRT {trt_version} warns about it, the engine is built as before")
+    return False, weak, note
+
+
+def tensorrt_logger(trt=None):
+    """The ONE trt.Logger of this process: TensorRT registers the first logger it is given globally and
+    warns ("logger ... differs") when a Builder or Runtime later gets another one, as a runtime rebuild
+    did. Re-created only when a different `tensorrt` module is imported (the tests' double)."""
+    trt = trt or import_tensorrt()
+    if _LOGGER.get("module") is not trt:
+        _LOGGER.update(module=trt, logger=trt.Logger(trt.Logger.WARNING))
+    return _LOGGER["logger"]
+
+
+_LOGGER: dict = {}
+
+
 def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WORKSPACE_MB,
                        calibrator=None, log=print, quantized: bool = False) -> bytes:
     """Parse the ONNX graph and build a serialized engine (the bytes of a .engine file).
 
     precision int8: `quantized=True` means `onnx_path` is a Q/DQ graph (explicit
-    quantization, no calibrator): TensorRT 10 gets the INT8 + FP16 flags (weak
-    typing: Q/DQ regions run in INT8, everything else may run in FP16); a
-    TensorRT without precision flags (11) gets a strongly typed network instead.
-    Otherwise `calibrator` (make_entropy_calibrator) is required: the TensorRT-10-
-    only fallback for bundles without Q/DQ graphs."""
+    quantization, no calibrator); otherwise `calibrator` (make_entropy_calibrator)
+    is required: the TensorRT-10-only fallback for bundles without Q/DQ graphs.
+    Typing and flags per TensorRT version: see build_plan."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "int8" and calibrator is None and not quantized:
         raise ValueError("INT8 needs the bundle's Q/DQ graph (python -m engines.quantize) or, on TensorRT 10 only, "
                          "a calibrator on real EO/IR images: see make_entropy_calibrator")
     trt = import_tensorrt()
-    weak_flags = {"fp16": ("FP16",), "int8": ("FP16", "INT8")}.get(precision, ())
-    missing = [f for f in weak_flags if not hasattr(trt.BuilderFlag, f)]
-    strongly_typed = precision == "int8" and quantized and bool(missing)
-    if strongly_typed:
-        flag = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None)
-        if flag is None:
-            raise EngineBuildError(f"TensorRT {trt.__version__} has neither INT8/FP16 builder flags nor strongly "
-                                   "typed networks; use TensorRT 10 or later")
-        network_flags, flags = 1 << int(flag), ()
-    elif missing or (precision == "int8" and not quantized and not hasattr(trt, "IInt8EntropyCalibrator2")):
-        raise EngineBuildError(f"TensorRT {trt.__version__} has no {'/'.join(missing) or 'calibrator'} builder "
-                               "precision flag (TensorRT 11 removed weak typing and calibrator INT8): build fp32 "
-                               "here, INT8 from the bundle's Q/DQ graph (python -m engines.quantize), or use "
-                               "TensorRT 10 (JetPack 6) for fp16 engines")
-    else:
-        network_flags, flags = 0, weak_flags  # TensorRT 10: explicit batch always; no flag needed
-    logger = trt.Logger(trt.Logger.WARNING)
+    strongly_typed, flags, note = tensorrt_build_plan(precision, quantized, trt)
+    strong_flag = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None)
+    logger = tensorrt_logger(trt)
     builder = create_tensorrt(trt.Builder, logger, "Builder")
-    network = builder.create_network(network_flags)
+    network = builder.create_network(1 << int(strong_flag) if strongly_typed else 0)  # explicit batch always
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [format_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -304,18 +344,17 @@ def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WO
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     for flag in flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    if note and log:
+        log(f"{Path(onnx_path).name}: {note}")
     if precision == "int8" and not quantized:
         if log:
             log(f"{Path(onnx_path).name}: INT8 by calibration (implicit quantization) is the TensorRT-10-only "
                 "fallback for bundles without a Q/DQ graph; `python -m engines.quantize` adds one")
         config.int8_calibrator = calibrator  # deprecated since 10.1, removed in 11
-    elif strongly_typed and log:
-        log(f"{Path(onnx_path).name}: strongly typed build (TensorRT {trt.__version__} has no precision flags): "
-            "Q/DQ regions run in INT8, the rest in the graph's float type")
     started = time.monotonic()
     serialized = builder.build_serialized_network(network, config)
     if precision == "int8" and not quantized and hasattr(calibrator, "verify"):
-        calibrator.verify()  # fewer batches than given, or an exception inside get_batch: fail loudly
+        calibrator.verify(log)  # fewer batches than given, or an exception inside get_batch: fail loudly
     if serialized is None:
         raise EngineBuildError(f"TensorRT could not build an engine from {onnx_path} ({precision}); its log "
                                "above says why (unsupported layer, too little workspace, ...)")
@@ -325,11 +364,19 @@ def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WO
     return bytes(serialized)
 
 
+def tensorrt_build_plan(precision: str, quantized: bool, trt=None) -> tuple[bool, tuple[str, ...], str | None]:
+    """build_plan for the installed TensorRT (what build_engine_bytes and the printed trtexec line use)."""
+    trt = trt or import_tensorrt()
+    strong = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None) is not None
+    has_flags = all(hasattr(trt.BuilderFlag, f) for f in ("FP16", "INT8"))
+    return build_plan(str(trt.__version__), has_flags, strong, hasattr(trt, "IInt8EntropyCalibrator2"), precision,
+                      quantized)
+
+
 def inspect_engine_bytes(data: bytes) -> dict[str, tuple[str, tuple[int, ...], str]]:
     """Deserialize an engine and return its I/O tensors: name -> (mode, shape, dtype)."""
     trt = import_tensorrt()
-    logger = trt.Logger(trt.Logger.ERROR)
-    engine = create_tensorrt(trt.Runtime, logger, "Runtime").deserialize_cuda_engine(data)
+    engine = create_tensorrt(trt.Runtime, tensorrt_logger(trt), "Runtime").deserialize_cuda_engine(data)
     if engine is None:
         raise EngineBuildError("the engine could not be deserialized (corrupt or built by another TensorRT)")
     return engine_io(trt, engine)
@@ -417,4 +464,5 @@ __all__ = ["INSTALL_HINT", "CUDA_PYTHON_PINS", "DEFAULT_WORKSPACE_MB", "EngineBu
            "import_cudart", "cuda_check", "cuda_driver_hint", "create_tensorrt",
            "gpu_slug", "engine_file_name", "calibration_cache_path", "trtexec_command",
            "source_graph", "rebuild_precision", "format_parser_error",
-           "build_engine_bytes", "inspect_engine_bytes", "engine_io", "record_engine", "build_and_record"]
+           "build_plan", "tensorrt_build_plan", "tensorrt_logger", "build_engine_bytes", "inspect_engine_bytes",
+           "engine_io", "record_engine", "build_and_record"]

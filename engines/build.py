@@ -50,6 +50,7 @@ from csk_ros.trt_build import (
     engine_file_name,
     inspect_engine_bytes,
     source_graph,
+    tensorrt_build_plan,
     trtexec_command,
 )
 from engines.trt_calibration import calibration_sources, make_entropy_calibrator
@@ -155,9 +156,11 @@ def main(argv=None) -> int:
     print(f"TensorRT {runtime_info[0]} on {runtime_info[1]} (sm {runtime_info[2]}, {runtime_info[3]} SMs)")
     for g in graphs:
         engine_path = bundle.root / engine_file_name(g, args.precision, *runtime_info[:2], runtime_info[3])
-        print(f"# {g}: equivalent trtexec command:")
-        print(trtexec_command(sources[g].path, engine_path, args.precision, args.workspace_mb, calib(g)))
         try:
+            strongly_typed = tensorrt_build_plan(args.precision, explicit_int8(bundle, g, args.precision))[0]
+            print(f"# {g}: equivalent trtexec command:")
+            print(trtexec_command(sources[g].path, engine_path, args.precision, args.workspace_mb, calib(g),
+                                  strongly_typed=strongly_typed))
             built = build_and_record(bundle, g, args.precision, runtime_info,
                                      _builder(args, bundle, g, caches[g], g in calibrated),
                                      inspect_fn=inspect_engine_bytes, workspace_mb=args.workspace_mb, via="tensorrt",

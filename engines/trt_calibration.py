@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from csk_ros.backends.engine_check import expected_io
 from csk_ros.bundle import Bundle, atomic_write_bytes
 from csk_ros.trt_build import DEFAULT_CALIB_IMAGES, EngineBuildError, cuda_check, import_cudart, import_tensorrt
-from csk_ros.backends.engine_check import expected_io
 
 # --------------------------------------------------------------------------- INT8 calibration data
 
@@ -167,6 +167,7 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
             self.nbytes = {n: int(np.prod(s)) * np.dtype(np.float32).itemsize for n, s in shapes.items()}
             self.device = {n: cuda_check(cudart.cudaMalloc(b), "cudaMalloc") for n, b in self.nbytes.items()}
             self.expected, self.count, self.asked, self.error = expected, 0, 0, None
+            self.cache_errors: list[str] = []  # read/write failures TensorRT would swallow
 
         def get_batch_size(self):
             return 1
@@ -191,14 +192,31 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
             return [int(self.device[name]) for name in names]
 
         def read_calibration_cache(self):
-            return self.cache_path.read_bytes() if self.cache_path.is_file() else None
+            """The cache's bytes, or None (calibrate). TensorRT swallows an exception raised here, so an
+            unreadable cache is recorded in cache_errors (verify() reports it) and calibration runs."""
+            try:
+                return self.cache_path.read_bytes() if self.cache_path.is_file() else None
+            except OSError as exc:
+                self.cache_errors.append(f"could not read the INT8 calibration cache {self.cache_path} "
+                                         f"({type(exc).__name__}: {exc}); calibrated on the images instead")
+                return None
 
         def write_calibration_cache(self, cache):
-            atomic_write_bytes(self.cache_path, bytes(cache))
+            """Keep the cache for the next build. TensorRT swallows an exception raised here (a read-only
+            bundle would silently lose its cache), so a failure is recorded in cache_errors instead."""
+            try:
+                atomic_write_bytes(self.cache_path, bytes(cache))
+            except OSError as exc:
+                self.cache_errors.append(f"could not write the INT8 calibration cache {self.cache_path} "
+                                         f"({type(exc).__name__}: {exc}); the next build calibrates again: "
+                                         "make the folder writable or pass --calib-cache")
 
-        def verify(self):
-            """Raise when calibration stopped early (see above); nothing to check when
-            TensorRT used the cache and never asked for a batch."""
+        def verify(self, log=None):
+            """Report cache read/write failures through `log`, and raise when calibration stopped
+            early (see above); nothing to check when TensorRT used the cache and never asked for a batch."""
+            for problem in self.cache_errors:
+                if log:
+                    log(f"warning: {problem}")
             if self.error is not None:
                 raise EngineBuildError(f"INT8 calibration of '{graph}' failed at batch {self.count + 1} of "
                                        f"{self.expected}: {type(self.error).__name__}: {self.error}")

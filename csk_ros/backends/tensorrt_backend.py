@@ -37,16 +37,26 @@ from csk_ros.trt_build import (
     import_tensorrt,
     inspect_engine_bytes,
     rebuild_precision,
+    tensorrt_logger,
 )
 
 trt = import_tensorrt()  # ImportError (with the install hint) when absent
 cudart = import_cudart()
 
 
-def _stream_handle(stream) -> int:
-    """The cudaStream_t value TensorRT wants. cuda-python's int(stream) is the handle;
-    stream.getPtr() would be the address of the Python object's storage (wrong)."""
-    return int(stream)
+def _native_handle():
+    """cuda-python's documented way to get a CUDA object's handle: cuda.bindings.utils.get_cuda_native_handle
+    (cuda-bindings >= 12.8; int(obj) is deprecated there and subject to removal), else int() (older
+    cuda-python, where it is the handle). stream.getPtr() would be the address of the Python object's
+    storage (wrong)."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int
+    return get_cuda_native_handle
+
+
+_stream_handle = _native_handle()
 
 
 def tensorrt_runtime_info() -> tuple[str, str, str, int]:
@@ -77,7 +87,7 @@ def _driver_hint(exc: Exception) -> str:
 def create_runtime():
     """trt.Runtime, or a BundleError (so backend "auto" falls back) when CUDA cannot initialise."""
     try:
-        return create_tensorrt(trt.Runtime, trt.Logger(trt.Logger.WARNING), "Runtime")
+        return create_tensorrt(trt.Runtime, tensorrt_logger(trt), "Runtime")
     except EngineBuildError as exc:
         raise BundleError(f"no usable CUDA GPU for TensorRT: {exc}") from exc
 
@@ -167,7 +177,9 @@ class TensorRTRunner:
                 context.device_memory = int(self._scratch)
             for i in range(engine.num_io_tensors):
                 tensor = engine.get_tensor_name(i)
-                context.set_tensor_address(tensor, int(self._device[tensor]))
+                if not context.set_tensor_address(tensor, int(self._device[tensor])):  # False: refused, not bound
+                    raise BundleError(f"TensorRT refused the device address of tensor '{tensor}' for "
+                                      f"{records[graph].path.name} (see the TensorRT log); rebuild the engine")
             self._contexts[graph] = context
             self._inputs[graph] = bundle.graphs[graph].inputs
 

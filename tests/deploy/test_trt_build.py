@@ -752,6 +752,123 @@ def test_glue_cli_without_a_driver_does_not_blame_cuda_python(bundle_dir, fake_t
         result.stderr
 
 
+def test_glue_runner_takes_the_stream_handle_the_documented_way(bundle_dir, fake_trt, monkeypatch):
+    """int(cudaStream_t) is deprecated (cuda-bindings 12.8 on; JetPack 7 pins 13.x): the runner uses
+    cuda.bindings.utils.get_cuda_native_handle, and int() only where that does not exist."""
+    import warnings
+
+    import csk_ros.backends.tensorrt_backend as backend
+
+    runner = backend.TensorRTRunner(_fake_build(bundle_dir), ("ir_only",))
+    ir = np.arange(H * W, dtype=np.uint8).reshape(1, H, W)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        mask, _ = runner.run("ir_only", {"ir": ir})
+    assert (mask == ir).all()
+    runner.close()
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", None)  # an older cuda-python
+    assert backend._native_handle() is int
+
+
+def test_glue_one_tensorrt_logger_per_process(bundle_dir, fake_trt):
+    """TensorRT keeps one global logger and warns when a Builder or Runtime gets another: building,
+    inspecting, loading and a runtime rebuild all hand it the same one."""
+    from csk_ros.backends.tensorrt_backend import TensorRTRunner
+
+    bundle = _fake_build(bundle_dir, precision="fp32")
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["engines"][0]["onnx_sha256"] = "0" * 64  # forces a rebuild at start-up
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+    runner = TensorRTRunner(load_manifest(bundle_dir), ("fused", "ir_only"), rebuild=True, log=None)
+    assert runner.info["rebuilt"] == ["fused"] and bundle.engines
+    runner.close()
+    assert not [line for line in fake_trt.LOG if "differs" in line]
+
+
+def test_glue_fp16_flag_deprecation_is_explained(bundle_dir, fake_trt, monkeypatch):
+    from csk_ros.trt_build import build_engine_bytes
+
+    logs = []
+    build_engine_bytes(bundle_dir / "ir_only.onnx", "fp16", 64, log=logs.append)  # the double says 10.99
+    assert any("BuilderFlag.FP16 (weak typing) is deprecated since TensorRT 10.12" in line for line in logs)
+    monkeypatch.setattr(fake_trt, "__version__", "10.3.0")
+    logs.clear()
+    build_engine_bytes(bundle_dir / "ir_only.onnx", "fp16", 64, log=logs.append)
+    assert not any("deprecated" in line for line in logs)
+
+
+@pytest.mark.parametrize("version, flags, precision, quantized, plan", [
+    ("10.3.0", True, "int8", True, (False, ("FP16", "INT8"))),
+    ("10.11.9", True, "int8", True, (False, ("FP16", "INT8"))),
+    ("10.12.0", True, "int8", True, (True, ())),
+    ("10.16.1", True, "int8", True, (True, ())),
+    ("11.0.0", False, "int8", True, (True, ())),
+    ("10.16.1", True, "fp16", False, (False, ("FP16",))),
+    ("10.16.1", True, "int8", False, (False, ("FP16", "INT8"))),
+    ("11.0.0", False, "fp32", False, (False, ())),
+])
+def test_build_plan_follows_the_tensorrt_deprecations(version, flags, precision, quantized, plan):
+    from csk_ros.trt_build import build_plan
+
+    assert build_plan(version, flags, True, flags, precision, quantized)[:2] == plan
+
+
+def test_build_plan_refuses_what_tensorrt_11_removed():
+    from csk_ros.trt_build import build_plan
+
+    with pytest.raises(EngineBuildError, match="no FP16 builder precision flag .*TensorRT 11 removed"):
+        build_plan("11.0.0", False, True, False, "fp16", False)
+    with pytest.raises(EngineBuildError, match="no INT8 calibrator"):
+        build_plan("10.16.0", True, True, False, "int8", False)
+
+
+def test_glue_calibration_cache_failures_are_reported_not_lost(bundle_dir, fake_trt, tmp_path, monkeypatch):
+    """Real TensorRT swallows exceptions raised in read_/write_calibration_cache (the double too): the
+    calibrator records them and the build logs them, so a read-only bundle does not lose its cache silently."""
+    from csk_ros.trt_build import build_engine_bytes
+    from engines.trt_calibration import make_entropy_calibrator
+
+    images = tmp_path / "calib"
+    for i in range(2):
+        write_image(images / "ir" / f"{i}.png", np.full((20, 30), 3, np.uint8))
+    (tmp_path / "not_a_folder").write_bytes(b"")
+    cache = tmp_path / "not_a_folder" / "ir_only.calib"  # cannot be written (a read-only bundle, as root)
+    cal = make_entropy_calibrator(images, load_manifest(bundle_dir), "ir_only", cache)
+    logs = []
+    info = json.loads(build_engine_bytes(bundle_dir / "ir_only.onnx", "int8", 64, cal, log=logs.append)[16:])
+    cal.free()
+    assert info["calibrated_batches"] == 2 and len(cal.cache_errors) == 1
+    assert any(line.startswith("warning: could not write the INT8 calibration cache") for line in logs)
+    cal = make_entropy_calibrator(images, load_manifest(bundle_dir), "ir_only", tmp_path / "other.calib")
+    monkeypatch.setattr(type(cal), "write_calibration_cache", lambda self, cache: 1 / 0)
+    assert build_engine_bytes(bundle_dir / "ir_only.onnx", "int8", 64, cal, log=None)  # the double swallows too
+    cal.free()
+    assert any("swallowed: ZeroDivisionError" in line for line in fake_trt.LOG)
+    readable = tmp_path / "ir_only.calib"
+    readable.write_bytes(b"fake calibration table")
+    cal = make_entropy_calibrator(images, load_manifest(bundle_dir), "ir_only", readable)
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError("denied"))
+                        if self == readable else real_read(self))
+    logs.clear()
+    info = json.loads(build_engine_bytes(bundle_dir / "ir_only.onnx", "int8", 64, cal, log=logs.append)[16:])
+    cal.free()
+    assert info["calibrated_batches"] == 2 and not info["used_cache"]
+    assert any("could not read the INT8 calibration cache" in line and "PermissionError" in line for line in logs)
+
+
+def test_glue_refused_tensor_address_is_a_bundle_error(bundle_dir, fake_trt, monkeypatch):
+    """IExecutionContext.set_tensor_address returns False when TensorRT refuses an address: the runner
+    must not run with a tensor unbound."""
+    from csk_ros.backends import load_bundle
+
+    _fake_build(bundle_dir)
+    monkeypatch.setenv("FAKE_TRT_REFUSE_ADDRESS", "mask")
+    with pytest.raises(BundleError, match="refused the device address of tensor 'mask'"):
+        load_bundle(bundle_dir, backend="tensorrt")
+    assert "refused the device address" in load_bundle(bundle_dir, backend="auto").fallback_reason
+
+
 def test_cuda_driver_hint():
     from csk_ros.trt_build import cuda_driver_hint
 
@@ -881,19 +998,27 @@ def test_glue_rejected_cache_with_images_calibrates_on_the_images(bundle_dir, fa
     assert info["calibrated_batches"] == 3 and not info["used_cache"]
 
 
-def test_glue_int8_from_qdq_graphs_needs_no_calibrator(bundle_dir, fake_trt):
-    """Explicit quantization: the Q/DQ graph is the source, TensorRT 10 gets INT8 + FP16 (the
-    rest stays fp16), no calibrator; the record carries the Q/DQ graph's hash."""
+def test_glue_int8_from_qdq_graphs_needs_no_calibrator(bundle_dir, fake_trt, monkeypatch):
+    """Explicit quantization: the Q/DQ graph is the source, no calibrator; TensorRT 10.0-10.11 gets
+    INT8 + FP16 (the rest may run in fp16), 10.12 on (weak typing deprecated) a strongly typed
+    network without the deprecated flags; the record carries the Q/DQ graph's hash."""
     from csk_ros.backends.tensorrt_backend import TensorRTRunner
     from csk_ros.trt_build import build_engine_bytes, inspect_engine_bytes
 
     add_qdq_records(bundle_dir)
     bundle = load_manifest(bundle_dir)
-    logs = []
+    logs, version = [], fake_trt.__version__
+    monkeypatch.setattr(fake_trt, "__version__", "10.3.0")  # JetPack 6
     data = build_engine_bytes(bundle.quantized["ir_only"].path, "int8", 64, log=logs.append, quantized=True)
     info = json.loads(data[len(fake_trt.MAGIC):])
     assert info["flags"] == ["FP16", "INT8"] and info["explicit_quantization"] and not info["calibrator_ignored"]
     assert not info["strongly_typed"] and "from Q/DQ scales" in logs[-1]
+    monkeypatch.setattr(fake_trt, "__version__", "10.16.0")  # JetPack 7.2: BuilderFlag.FP16/INT8 deprecated
+    data = build_engine_bytes(bundle.quantized["ir_only"].path, "int8", 64, log=logs.append, quantized=True)
+    info = json.loads(data[len(fake_trt.MAGIC):])
+    assert info["strongly_typed"] and info["flags"] == [] and info["explicit_quantization"]
+    assert any("weak typing is deprecated in TensorRT 10.16.0" in line for line in logs)
+    monkeypatch.setattr(fake_trt, "__version__", version)
     for graph in ("fused", "ir_only"):
         build_and_record(bundle, graph, "int8", FAKE_INFO, lambda rec: build_engine_bytes(
             rec.path, "int8", 64, log=None, quantized=True), inspect_fn=inspect_engine_bytes, log=None)

@@ -25,6 +25,19 @@ class Logger:
         self.severity = severity
 
 
+LOG = []  # what real TensorRT would print through its logger (test helper)
+_REGISTERED = []  # TensorRT keeps ONE global logger: the first one a Builder or Runtime got
+
+
+def _register(logger):
+    """Real TensorRT warns when a Builder/Runtime gets a logger other than the one it registered first."""
+    if not _REGISTERED:
+        _REGISTERED.append(logger)
+    elif logger is not _REGISTERED[0]:
+        LOG.append("[W] Logger passed to this object differs from the one already registered; the registered "
+                   "logger is used")
+
+
 class TensorIOMode:
     NONE, INPUT, OUTPUT = _E("NONE"), _E("INPUT"), _E("OUTPUT")
 
@@ -151,6 +164,7 @@ def _need_cuda():
 class Builder:
     def __init__(self, logger):
         _need_cuda()
+        _register(logger)
         self.logger = logger
 
     def create_network(self, flags=0):
@@ -183,7 +197,7 @@ class Builder:
             import cuda.bindings.runtime as cudart
             inputs = [x for x in io if x[1] == "INPUT"]
             assert cal.get_batch_size() == 1
-            cache = cal.read_calibration_cache()
+            cache = _swallowing(cal.read_calibration_cache)
             batches, total = 0, 0.0
             while cache is None:
                 try:  # TensorRT swallows exceptions from get_batch and ends calibration
@@ -201,9 +215,18 @@ class Builder:
                     total += float(np.frombuffer(ctypes.string_at(int(p), nbytes), np.float32).sum())
                 batches += 1
             if cache is None:
-                cal.write_calibration_cache(b"fake calibration table")
+                _swallowing(cal.write_calibration_cache, b"fake calibration table")
             info.update(calibrated_batches=batches, calibration_sum=total, used_cache=cache is not None)
         return MAGIC + json.dumps(info).encode()
+
+
+def _swallowing(callback, *args):
+    """Real TensorRT swallows an exception raised in a Python calibrator callback (it crosses into C++)."""
+    try:
+        return callback(*args)
+    except Exception as exc:
+        LOG.append(f"[E] exception in calibrator callback swallowed: {type(exc).__name__}: {exc}")
+        return None
 
 
 class _Context:
@@ -214,7 +237,12 @@ class _Context:
         self.memory = (ptr, size)
 
     def set_tensor_address(self, name, ptr):
+        """Like TensorRT: False (and nothing bound) for an unknown tensor or a refused address."""
+        if name not in {row[0] for row in self.engine.info["io"]} or not int(ptr) or \
+                name in os.environ.get("FAKE_TRT_REFUSE_ADDRESS", "").split(","):
+            return False
         self.addresses[name] = int(ptr)
+        return True
 
     def execute_async_v3(self, stream_handle):
         import cuda.bindings.runtime as cudart
@@ -262,6 +290,7 @@ class _Engine:
 class Runtime:
     def __init__(self, logger):
         _need_cuda()
+        _register(logger)
         self.logger = logger
 
     def deserialize_cuda_engine(self, data):

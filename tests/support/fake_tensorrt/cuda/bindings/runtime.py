@@ -2,6 +2,7 @@
 import ctypes
 import enum
 import os
+import warnings
 
 
 class cudaError_t(enum.IntEnum):
@@ -62,6 +63,8 @@ class cudaStream_t:
         STREAMS.add(self._handle)
 
     def __int__(self):
+        warnings.warn("int(cuda_obj) is deprecated: use cuda.bindings.utils.get_cuda_native_handle",
+                      DeprecationWarning, stacklevel=2)  # documented since cuda-bindings 12.8
         return self._handle
 
     __index__ = __int__
@@ -79,8 +82,8 @@ def cudaStreamSynchronize(stream):
 
 
 def cudaStreamDestroy(stream):
-    STREAMS.discard(int(stream))
-    LIVE.pop(int(stream))
+    STREAMS.discard(stream._handle)
+    LIVE.pop(stream._handle)
     LIVE.pop(stream.getPtr())
     return (OK,)
 
