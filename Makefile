@@ -14,8 +14,11 @@ MATRIX_PYTHONS ?= 3.10 3.12
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 python_for = $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)))),$(shell command -v python$(1)),$(error no Python $(1): install it (pyenv install $(1)) or set MATRIX_PYTHONS))
 DEFAULT_REQS := requirements.txt requirements/runtime.txt requirements/train.txt requirements/test.txt \
-                requirements/ros-kilted.txt
-MATRIX_REQS := requirements/matrix.txt requirements/runtime.txt requirements/test.txt requirements/ros-jazzy.txt
+                requirements/ros-kilted.txt requirements/typestubs.txt
+MATRIX_REQS := requirements/matrix.txt requirements/runtime.txt requirements/test.txt requirements/ros-jazzy.txt \
+               requirements/typestubs.txt
+# Type stubs go beside site-packages, not into it (requirements/typestubs.txt says why).
+install_stubs = $(1) -m pip install -q --no-deps --upgrade --target $(2)/typestubs -r requirements/typestubs.txt
 
 .PHONY: all demo test test-matrix venv clean
 
@@ -25,12 +28,14 @@ $(STAMP): $(DEFAULT_REQS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(call install_stubs,$(PY),$(VENV))
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m pyright -p pyrightconfig.json
 	$(ISOLATED) $(PY) -m pytest -q
 
 # The runtime and node tests (everything that does not need torch; tests/conftest.py
@@ -41,6 +46,7 @@ test-matrix: $(addprefix test-jazzy-py,$(MATRIX_PYTHONS))
 	$(call python_for,$*) -m venv .venv-jazzy-py$*
 	.venv-jazzy-py$*/bin/python -m pip install -q --upgrade pip
 	.venv-jazzy-py$*/bin/python -m pip install -q -r requirements/matrix.txt
+	$(call install_stubs,.venv-jazzy-py$*/bin/python,.venv-jazzy-py$*)
 	touch $@
 
 test-jazzy-py%: .venv-jazzy-py%/.installed-stamp

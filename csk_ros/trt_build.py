@@ -45,6 +45,7 @@ import re
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,10 +82,17 @@ class EngineBuildError(RuntimeError):
 # --------------------------------------------------------------------------- imports
 
 def import_tensorrt():
+    """The `tensorrt` module (its return type is the module, so pyright checks callers against the
+    stubs), or ImportError with the install hint. A `tensorrt` folder holding only stubs (tensorrt-stubs
+    installed into site-packages) imports as an empty namespace package: refused as missing too."""
     try:
         import tensorrt
     except ImportError as exc:
         raise ImportError(f"TensorRT Python bindings not found ({exc}); {INSTALL_HINT}") from exc
+    if not hasattr(tensorrt, "Builder"):
+        where = ", ".join(getattr(tensorrt, "__path__", []) or [str(getattr(tensorrt, "__file__", "?"))])
+        raise ImportError(f"the `tensorrt` package at {where} has no bindings (type stubs only, e.g. tensorrt-stubs "
+                          f"installed without --target); {INSTALL_HINT}")
     return tensorrt
 
 
@@ -92,17 +100,18 @@ def import_cudart():
     """cuda-python's runtime module: `cuda.bindings.runtime` (cuda-python >= 12.6)
     or the older `cuda.cudart`."""
     try:
-        from cuda.bindings import runtime as cudart
+        from cuda.bindings import runtime as cudart  # pyright: ignore[reportMissingImports] (no stubs exist)
     except ImportError:
         try:
-            from cuda import cudart
+            from cuda import cudart  # pyright: ignore[reportMissingImports]
         except ImportError as exc:
             raise ImportError(f"cuda-python not found ({exc}); {INSTALL_HINT}") from exc
     return cudart
 
 
-def cuda_check(result, what: str = "CUDA call"):
-    """cuda-python calls return (error, *values); raise on error, return the value(s)."""
+def cuda_check(result, what: str = "CUDA call") -> Any:
+    """cuda-python calls return (error, *values); raise on error, return the value(s) (Any: one value,
+    or a tuple of them, whatever the call returns)."""
     if not isinstance(result, tuple):
         result = (result,)
     err, values = result[0], result[1:]
@@ -334,7 +343,7 @@ def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WO
     strong_flag = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None)
     logger = tensorrt_logger(trt)
     builder = create_tensorrt(trt.Builder, logger, "Builder")
-    network = builder.create_network(1 << int(strong_flag) if strongly_typed else 0)  # explicit batch always
+    network = builder.create_network(1 << int(strong_flag) if strongly_typed and strong_flag is not None else 0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [format_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -346,15 +355,16 @@ def build_engine_bytes(onnx_path, precision: str, workspace_mb: int = DEFAULT_WO
         config.set_flag(getattr(trt.BuilderFlag, flag))
     if note and log:
         log(f"{Path(onnx_path).name}: {note}")
-    if precision == "int8" and not quantized:
+    if precision == "int8" and not quantized and calibrator is not None:
         if log:
             log(f"{Path(onnx_path).name}: INT8 by calibration (implicit quantization) is the TensorRT-10-only "
                 "fallback for bundles without a Q/DQ graph; `python -m engines.quantize` adds one")
         config.int8_calibrator = calibrator  # deprecated since 10.1, removed in 11
     started = time.monotonic()
     serialized = builder.build_serialized_network(network, config)
-    if precision == "int8" and not quantized and hasattr(calibrator, "verify"):
-        calibrator.verify(log)  # fewer batches than given, or an exception inside get_batch: fail loudly
+    verify = getattr(calibrator, "verify", None) if precision == "int8" and not quantized else None
+    if callable(verify):
+        verify(log)  # fewer batches than given, or an exception inside get_batch: fail loudly
     if serialized is None:
         raise EngineBuildError(f"TensorRT could not build an engine from {onnx_path} ({precision}); its log "
                                "above says why (unsupported layer, too little workspace, ...)")
@@ -407,9 +417,9 @@ def record_engine(bundle_dir, graph: str, file_name: str, precision: str, onnx_s
     root = Path(bundle_dir).expanduser().resolve()
     load_manifest(root, verify_hashes=False)  # a valid bundle to start from
     manifest = json.loads((root / MANIFEST).read_text())
-    record = dict(graph=graph, file=file_name, precision=precision, onnx_sha256=onnx_sha256, sha256=engine_sha256,
-                  tensorrt_version=str(tensorrt_version), gpu_name=gpu_name,
-                  compute_capability=str(compute_capability), **extra)
+    record: dict[str, Any] = dict(graph=graph, file=file_name, precision=precision, onnx_sha256=onnx_sha256,
+                                  sha256=engine_sha256, tensorrt_version=str(tensorrt_version), gpu_name=gpu_name,
+                                  compute_capability=str(compute_capability), **extra)
     if sm_count is not None:
         record["sm_count"] = int(sm_count)
     kept = [e for e in manifest.get("engines") or []

@@ -63,7 +63,7 @@ TORCH_TRT_REMOVED = ("--via torch-tensorrt was removed: it compiled the checkpoi
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m engines.build", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m engines.build", description=(__doc__ or "").split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", required=True, help="model bundle directory (from python -m engines.export)")
     p.add_argument("--graphs", default=None,

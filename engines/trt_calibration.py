@@ -41,12 +41,12 @@ def calibration_sources(images_dir, inputs: tuple[str, ...], max_images: int) ->
     eo_dir, ir_dir = _subdir(root, EO_DIRS), _subdir(root, IR_DIRS)
     need_eo, need_ir = "eo" in inputs, "ir" in inputs
     if (need_eo and eo_dir) or (need_ir and ir_dir):
-        if (need_eo and not eo_dir) or (need_ir and not ir_dir):
+        if (need_eo and eo_dir is None) or (need_ir and ir_dir is None):
             raise ValueError(f"{root}: graph inputs {list(inputs)} need both an EO and an IR folder; {CALIB_LAYOUT}")
-        eo = _images(eo_dir) if need_eo else {}
-        ir = _images(ir_dir) if need_ir else {}
+        eo = _images(eo_dir) if need_eo and eo_dir is not None else {}
+        ir = _images(ir_dir) if need_ir and ir_dir is not None else {}
         stems = sorted(set(eo) & set(ir)) if need_eo and need_ir else sorted(eo or ir)
-        items = [(eo.get(s), ir.get(s)) for s in stems]
+        items: list[tuple[Path | None, Path | None]] = [(eo.get(s), ir.get(s)) for s in stems]
     else:
         items = [(p, p) for p in _images(root).values()]
     if not items:
@@ -109,6 +109,8 @@ def calibration_batches(images_dir, height: int, width: int, inputs: tuple[str, 
             for name, path in (("eo", eo_path), ("ir", ir_path)):
                 if name not in inputs:
                     continue
+                if path is None:  # calibration_sources pairs every needed input; say so should that change
+                    raise ValueError(f"calibration sample without an {name.upper()} image; {CALIB_LAYOUT}")
                 if path not in cache:
                     cache[path] = _split_channels(_read_any(path), path)
                 eo, ir = cache[path]
@@ -172,12 +174,13 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
         def get_batch_size(self):
             return 1
 
-        def get_batch(self, names):
+        def get_batch(self, names) -> list[int]:
+            """Device pointers of the next batch, or [] when there is none (TensorRT 10 accepts [] or None)."""
             self.asked += 1
             try:
                 feed = next(batches, None)
                 if feed is None:
-                    return None
+                    return []
                 for name in names:
                     array = np.ascontiguousarray(feed[name], dtype=np.float32)  # same values, float32
                     if array.nbytes != self.nbytes[name]:
@@ -187,7 +190,7 @@ def make_entropy_calibrator(images_dir, bundle: Bundle, graph: str, cache_path, 
                                                  cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
             except Exception as exc:  # TensorRT would swallow it and stop calibrating: keep it for verify()
                 self.error = exc
-                return None
+                return []
             self.count += 1
             return [int(self.device[name]) for name in names]
 

@@ -50,7 +50,7 @@ def _native_handle():
     cuda-python, where it is the handle). stream.getPtr() would be the address of the Python object's
     storage (wrong)."""
     try:
-        from cuda.bindings.utils import get_cuda_native_handle
+        from cuda.bindings.utils import get_cuda_native_handle  # pyright: ignore[reportMissingImports]
     except ImportError:
         return int
     return get_cuda_native_handle
@@ -186,6 +186,8 @@ class TensorRTRunner:
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             context, stream = self._contexts[graph], self._stream
+            if stream is None:
+                raise RuntimeError("the TensorRT runner is closed")
             for name in self._inputs[graph]:
                 host = self._host[name]
                 np.copyto(host, feeds[name], casting="no")

@@ -487,6 +487,21 @@ def test_building_without_tensorrt_raises_import_error_with_hint(bundle_dir):
     assert INSTALL_HINT in str(pytest.raises(ImportError, build_engine_bytes, bundle_dir / "x.onnx", "fp32").value)
 
 
+@NO_TRT
+def test_stub_only_tensorrt_counts_as_missing(tmp_path, monkeypatch):
+    """tensorrt-stubs installed into site-packages leaves a `tensorrt` folder of .pyi files that imports
+    as an empty namespace package: that is no TensorRT (the install hint), not an AttributeError later."""
+    from csk_ros.trt_build import import_tensorrt
+
+    (tmp_path / "tensorrt").mkdir()
+    (tmp_path / "tensorrt" / "__init__.pyi").write_text("class Builder: ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    with pytest.raises(ImportError, match=r"has no bindings \(type stubs only.*tensorrt-cu12"):
+        import_tensorrt()
+    sys.modules.pop("tensorrt", None)
+
+
 def test_rebuild_precision(bundle_dir):
     from csk_ros.trt_build import rebuild_precision
 

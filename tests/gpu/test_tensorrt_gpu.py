@@ -30,7 +30,7 @@ from csk_ros.backends import load_bundle  # noqa: E402
 from csk_ros.backends.engine_check import select_engine  # noqa: E402
 from csk_ros.backends.tensorrt_backend import TensorRTRunner, tensorrt_runtime_info  # noqa: E402
 from csk_ros.bundle import BundleError, load_manifest, sha256_of  # noqa: E402
-from csk_ros.trt_build import build_and_record, build_engine_bytes, inspect_engine_bytes  # noqa: E402
+from csk_ros.trt_build import build_and_record, build_engine_bytes, inspect_engine_bytes, tensorrt_logger  # noqa: E402,E501
 from tests.support.trt_fixtures import add_qdq_records, float_graph, make_fake_bundle, run_build  # noqa: E402
 
 H, W = 64, 80
@@ -103,7 +103,7 @@ def test_engines_share_one_device_memory_block(bundle_dir):
     runner = TensorRTRunner(bundle, ("fused", "ir_only"))
     sizes = []
     for graph in ("fused", "ir_only"):
-        engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(
+        engine = trt.Runtime(tensorrt_logger()).deserialize_cuda_engine(  # TensorRT keeps one logger
             select_engine(bundle, graph, *tensorrt_runtime_info()[:3])[0].path.read_bytes())
         sizes.append(int(getattr(engine, "device_memory_size_v2", None) or engine.device_memory_size))
     assert runner.device_memory_bytes == max(sizes + [256])

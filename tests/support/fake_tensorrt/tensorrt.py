@@ -19,10 +19,10 @@ class _E:
 
 
 class Logger:
-    VERBOSE, INFO, WARNING, ERROR = 0, 1, 2, 3
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = 0, 1, 2, 3, 4  # ILogger.Severity's values
 
-    def __init__(self, severity=2):
-        self.severity = severity
+    def __init__(self, min_severity=2):
+        pass
 
 
 LOG = []  # what real TensorRT would print through its logger (test helper)
@@ -104,11 +104,11 @@ class OnnxParser:
     def num_errors(self):
         return len(self.errors)
 
-    def get_error(self, i):
-        return self.errors[i]
+    def get_error(self, index):
+        return self.errors[index]
 
-    def parse_from_file(self, path):
-        model = onnx.shape_inference.infer_shapes(onnx.load(path))
+    def parse_from_file(self, model):
+        model = onnx.shape_inference.infer_shapes(onnx.load(model))
         types = {v.name: v.type.tensor_type.elem_type
                  for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
         outputs = {o.name for o in model.graph.output}
@@ -138,8 +138,8 @@ class _Config:
     def __init__(self):
         self.flags, self.pools, self.int8_calibrator = [], {}, None
 
-    def set_memory_pool_limit(self, pool, size):
-        self.pools[pool.name] = size
+    def set_memory_pool_limit(self, pool, pool_size):
+        self.pools[pool.name] = pool_size
 
     def set_flag(self, flag):
         self.flags.append(flag.name)
@@ -204,7 +204,7 @@ class Builder:
                     ptrs = cal.get_batch([n for n, _, _, _ in inputs])
                 except Exception:
                     ptrs = None
-                if ptrs is None:
+                if not ptrs:  # [] or None: no more batches
                     break
                 for (n, _, shape, _), p in zip(inputs, ptrs):
                     # TensorRT's contract: float32 calibration data for every non-index input, uint8 included
@@ -233,15 +233,15 @@ class _Context:
     def __init__(self, engine, strategy):
         self.engine, self.strategy, self.addresses, self.memory = engine, strategy, {}, None
 
-    def set_device_memory(self, ptr, size):
-        self.memory = (ptr, size)
+    def set_device_memory(self, memory, size):
+        self.memory = (memory, size)
 
-    def set_tensor_address(self, name, ptr):
+    def set_tensor_address(self, name, memory):
         """Like TensorRT: False (and nothing bound) for an unknown tensor or a refused address."""
-        if name not in {row[0] for row in self.engine.info["io"]} or not int(ptr) or \
+        if name not in {row[0] for row in self.engine.info["io"]} or not int(memory) or \
                 name in os.environ.get("FAKE_TRT_REFUSE_ADDRESS", "").split(","):
             return False
-        self.addresses[name] = int(ptr)
+        self.addresses[name] = int(memory)
         return True
 
     def execute_async_v3(self, stream_handle):
@@ -268,8 +268,8 @@ class _Engine:
     def num_io_tensors(self):
         return len(self.info["io"])
 
-    def get_tensor_name(self, i):
-        return self.info["io"][i][0]
+    def get_tensor_name(self, index):
+        return self.info["io"][index][0]
 
     def _row(self, name):
         return next(r for r in self.info["io"] if r[0] == name)
@@ -293,7 +293,8 @@ class Runtime:
         _register(logger)
         self.logger = logger
 
-    def deserialize_cuda_engine(self, data):
-        if not bytes(data).startswith(MAGIC):
+    def deserialize_cuda_engine(self, serialized_engine):
+        data = bytes(serialized_engine)
+        if not data.startswith(MAGIC):
             return None
-        return _Engine(json.loads(bytes(data)[len(MAGIC):]))
+        return _Engine(json.loads(data[len(MAGIC):]))
