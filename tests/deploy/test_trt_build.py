@@ -884,6 +884,30 @@ def test_glue_refused_tensor_address_is_a_bundle_error(bundle_dir, fake_trt, mon
     assert "refused the device address" in load_bundle(bundle_dir, backend="auto").fallback_reason
 
 
+@NO_TRT
+def test_glue_gpu_check_tables_parity_latency_and_build_time(bundle_dir, fake_trt_path, tmp_path):
+    """engines.gpu_check on the double: fp16 engines agree with ONNX Runtime (exit 0, table + JSON);
+    INT8 engines whose output differs from their Q/DQ source graph are a parity failure (exit 1)."""
+    env = dict(os.environ, PYTHONPATH=f"{fake_trt_path}{os.pathsep}{REPO}")
+
+    def gpu_check(*args):
+        return subprocess.run([sys.executable, "-m", "engines.gpu_check", "--bundle", str(bundle_dir), "--runs", "3",
+                               *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+    result = gpu_check("--precisions", "fp16", "--json", str(tmp_path / "fp16.json"))
+    assert result.returncode == 0, result.stderr
+    assert "| tensorrt | fp16 | ir_only | 100.00 % |" in result.stdout and "| onnxruntime-cpu | fp32 |" in result.stdout
+    rows = json.loads((tmp_path / "fp16.json").read_text())["rows"]
+    assert {(r["backend"], r["graph"]) for r in rows} == {(b, g) for b in ("tensorrt", "onnxruntime-cpu")
+                                                          for g in ("fused", "ir_only")}
+    assert all(r["p95_ms"] >= r["median_ms"] > 0 for r in rows)
+    assert all(r["build_s"] is not None for r in rows if r["backend"] == "tensorrt")
+    add_qdq_records(bundle_dir)  # the double's engines copy IR through; the Q/DQ graphs compute classes
+    result = gpu_check("--precisions", "int8")
+    assert result.returncode == 1 and "parity failure" in result.stderr and "int8" in result.stderr
+    assert "FAILED" in result.stdout
+
+
 def test_cuda_driver_hint():
     from csk_ros.trt_build import cuda_driver_hint
 
