@@ -38,7 +38,9 @@ LOSS_DEFAULTS = {
     # (KL at self_kd_temperature, times T^2) on pixels where the fused prediction is
     # confident (max softmax >= self_kd_confidence) and, on labelled pixels, correct
     # (self_kd_correct_only). Costs nothing at inference: it only shapes the IR path's weights.
-    "self_kd": 1.0,
+    # Off by default: on the MFNet train hold-out (2 seeds, 1200 steps) it cost the fallback 0.6
+    # and the fused head 1.3 points (docs/results/quality_mfnet.md); `with_self_kd` in the study.
+    "self_kd": 0.0,
     "self_kd_temperature": 2.0,
     "self_kd_confidence": 0.7,
     "self_kd_correct_only": True,

@@ -39,7 +39,8 @@ def test_every_loss_term_is_finite_and_positive():
     eo, ir, label = structured_batch()
     teacher, t_out = teacher_and_outputs(eo)
     every_term = {"gamma_l1_mode": "loss", "kd_confidence": 0.0, "ce_ir": 0.5, "kd_feature_ir_only": 1.0,
-                  "kd_logit_ir_only": 0.5, "self_kd_confidence": 0.0, "self_kd_correct_only": False}
+                  "kd_logit_ir_only": 0.5, "self_kd": 1.0, "self_kd_confidence": 0.0,
+                  "self_kd_correct_only": False}
     # CEN's symmetric exchange: the only model whose fused IR stream (ce_ir) differs from the IR-only pass
     objective = CskObjective(build_model(dict(TINY, exchange_direction="both")), losses.loss_config(every_term),
                              (teacher.backbone.out_channels, teacher.aspp_channels))
@@ -321,7 +322,7 @@ def test_self_distillation_trains_the_ir_only_path_in_the_objective():
     model = build_model(TINY)
     only_self_kd = losses.loss_config({k: 0 for k in ("ce_fused", "ce_eo", "ce_ir_only", "kd_feature", "kd_logit",
                                                        "contrastive", "gamma_l1")}
-                                      | {"self_kd_confidence": 0.0, "self_kd_correct_only": False})
+                                      | {"self_kd": 1.0, "self_kd_confidence": 0.0, "self_kd_correct_only": False})
     total, parts = CskObjective(model, only_self_kd, None)(eo, ir, label)
     assert set(parts) == {"self_kd"} and total.item() > 0
     total.backward()
