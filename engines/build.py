@@ -38,8 +38,7 @@ import sys
 from pathlib import Path
 
 from csk_ros.backends.engine_check import explicit_int8, onnxruntime_flavour_problem, uint8_intermediate_problems
-from csk_ros.bundle import PRECISIONS, BundleError, load_manifest
-from csk_ros.trt_build import (
+from csk_ros.backends.trt_build import (
     DEFAULT_CALIB_IMAGES,
     DEFAULT_WORKSPACE_MB,
     INSTALL_HINT,
@@ -53,6 +52,7 @@ from csk_ros.trt_build import (
     tensorrt_build_plan,
     trtexec_command,
 )
+from csk_ros.bundle import PRECISIONS, BundleError, load_manifest
 from engines.trt_calibration import calibration_sources, make_entropy_calibrator
 
 VIAS = ("tensorrt", "torch-tensorrt")

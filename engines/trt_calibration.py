@@ -1,8 +1,8 @@
 """INT8 calibration for TensorRT's implicit-quantisation fallback (TensorRT 10 only): the calibration
 images (read and prepared without TensorRT, unit-tested) and the entropy calibrator that feeds them.
 
-Bundles with Q/DQ graphs (python -m engines.quantize) need none of this: see csk_ros/trt_build.py for
-why calibration batches are float32 and counted.
+Bundles with Q/DQ graphs (python -m engines.quantize) need none of this: see csk_ros/backends/trt_build.py
+for why calibration batches are float32 and counted.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from csk_ros.backends.engine_check import expected_io
 from csk_ros.bundle import Bundle, atomic_write_bytes
-from csk_ros.trt_build import DEFAULT_CALIB_IMAGES, EngineBuildError, cuda_check, import_cudart, import_tensorrt
+from csk_ros.backends.trt_build import DEFAULT_CALIB_IMAGES, EngineBuildError, cuda_check, import_cudart, import_tensorrt
 
 # --------------------------------------------------------------------------- INT8 calibration data
 

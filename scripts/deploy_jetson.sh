@@ -44,7 +44,7 @@ sysctl_file=${CSK_SYSCTL_DIR:-/etc/sysctl.d}/60-csk-ros-dds.conf
 
 # Python packages installed into the venv, per CUDA major version (cuda-python
 # must match the driver's CUDA: 13.x needs driver >= 580 and has no cuda.cudart;
-# same table as csk_ros.trt_build.CUDA_PYTHON_PINS). The rest is common.
+# same table as csk_ros.backends.trt_build.CUDA_PYTHON_PINS). The rest is common.
 cuda_python_pin() {
     case "$1" in
         12) echo "cuda-python>=12.6,<13" ;;

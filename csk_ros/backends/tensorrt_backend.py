@@ -2,7 +2,7 @@
 
 Kept thin on purpose: everything that can be checked without a GPU (which
 engine fits this machine, I/O contract, naming, rebuilding) lives in
-csk_ros.trt_build and is unit-tested there. Importing this module imports
+csk_ros.backends.trt_build and is unit-tested there. Importing this module imports
 `tensorrt` and `cuda-python`; when they are missing it raises ImportError with
 the install hint, which load_bundle turns into a fallback (backend="auto") or
 a clear error (backend="tensorrt").
@@ -23,8 +23,7 @@ import threading
 import numpy as np
 
 from csk_ros.backends.engine_check import expected_io, explicit_int8, io_problems, select_engine
-from csk_ros.bundle import Bundle, BundleError
-from csk_ros.trt_build import (
+from csk_ros.backends.trt_build import (
     DEFAULT_WORKSPACE_MB,
     EngineBuildError,
     build_and_record,
@@ -39,6 +38,7 @@ from csk_ros.trt_build import (
     rebuild_precision,
     tensorrt_logger,
 )
+from csk_ros.bundle import Bundle, BundleError
 
 trt = import_tensorrt()  # ImportError (with the install hint) when absent
 cudart = import_cudart()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from csk_ros.trt_build import CUDA_PYTHON_PINS
+from csk_ros.backends.trt_build import CUDA_PYTHON_PINS
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "deploy_jetson.sh"

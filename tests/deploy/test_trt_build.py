@@ -24,8 +24,7 @@ from csk_ros.backends.engine_check import (
     select_engine,
     uint8_intermediate_problems,
 )
-from csk_ros.bundle import BundleError, atomic_write_bytes, load_manifest, sha256_of
-from csk_ros.trt_build import (
+from csk_ros.backends.trt_build import (
     INSTALL_HINT,
     EngineBuildError,
     build_and_record,
@@ -37,6 +36,7 @@ from csk_ros.trt_build import (
     record_engine,
     trtexec_command,
 )
+from csk_ros.bundle import BundleError, atomic_write_bytes, load_manifest, sha256_of
 from engines.trt_calibration import calibration_batches
 from tests.support.trt_fixtures import (  # noqa: F401 - shared with tests/offline and tests/gpu
     H,
@@ -475,7 +475,7 @@ def test_load_bundle_auto_falls_back_to_onnxruntime(bundle_dir):
 
 @NO_TRT
 def test_building_without_tensorrt_raises_import_error_with_hint(bundle_dir):
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
     from engines.trt_calibration import make_entropy_calibrator
 
     with pytest.raises(ImportError, match="tensorrt-cu12"):
@@ -491,7 +491,7 @@ def test_building_without_tensorrt_raises_import_error_with_hint(bundle_dir):
 def test_stub_only_tensorrt_counts_as_missing(tmp_path, monkeypatch):
     """tensorrt-stubs installed into site-packages leaves a `tensorrt` folder of .pyi files that imports
     as an empty namespace package: that is no TensorRT (the install hint), not an AttributeError later."""
-    from csk_ros.trt_build import import_tensorrt
+    from csk_ros.backends.trt_build import import_tensorrt
 
     (tmp_path / "tensorrt").mkdir()
     (tmp_path / "tensorrt" / "__init__.pyi").write_text("class Builder: ...\n")
@@ -503,7 +503,7 @@ def test_stub_only_tensorrt_counts_as_missing(tmp_path, monkeypatch):
 
 
 def test_rebuild_precision(bundle_dir):
-    from csk_ros.trt_build import rebuild_precision
+    from csk_ros.backends.trt_build import rebuild_precision
 
     assert rebuild_precision(load_manifest(bundle_dir), "fused") == "fp16"
     _record(bundle_dir, graph="fused", precision="fp32")
@@ -562,7 +562,7 @@ def fake_trt(fake_trt_path, monkeypatch):
 
 
 def _fake_build(bundle_dir, graphs=("fused", "ir_only"), precision="fp16", **extra):
-    from csk_ros.trt_build import build_engine_bytes, inspect_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes, inspect_engine_bytes
 
     bundle = load_manifest(bundle_dir)
     for graph in graphs:
@@ -573,7 +573,7 @@ def _fake_build(bundle_dir, graphs=("fused", "ir_only"), precision="fp16", **ext
 
 
 def test_glue_build_engine_bytes_sets_up_tensorrt_as_documented(bundle_dir, fake_trt):
-    from csk_ros.trt_build import build_engine_bytes, inspect_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes, inspect_engine_bytes
 
     data = build_engine_bytes(bundle_dir / "fused.onnx", "fp16", 64, log=None)
     info = json.loads(data[len(fake_trt.MAGIC):])
@@ -586,7 +586,7 @@ def test_glue_build_engine_bytes_sets_up_tensorrt_as_documented(bundle_dir, fake
 
 
 def test_glue_parser_errors_are_listed(tmp_path, fake_trt):
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
 
     model = identity_graph("ir_only", H, W)
     model.graph.node.insert(0, helper.make_node("Unsqueeze", ["ir", "ax"], ["ir4"], name="node_unsqueeze"))
@@ -605,7 +605,7 @@ def test_glue_parser_errors_are_listed(tmp_path, fake_trt):
 def test_glue_parser_refuses_a_cast_to_uint8_from_int64(tmp_path, fake_trt):
     """The double holds TensorRT's documented rule (uint8 conversions only from float32/float16), so a
     graph the quantiser's ONNX Runtime optimisation folded (ArgMax -> Cast(uint8)) fails here too."""
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
 
     model = float_graph("ir_only", H, W)
     for node in model.graph.node:
@@ -618,7 +618,7 @@ def test_glue_parser_refuses_a_cast_to_uint8_from_int64(tmp_path, fake_trt):
 
 def test_glue_tensorrt_without_weak_typing_flags_is_explained(bundle_dir, fake_trt, monkeypatch):
     """TensorRT 11 removed BuilderFlag.FP16/INT8 and calibrators: say so instead of an AttributeError."""
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
 
     monkeypatch.delattr(fake_trt.BuilderFlag, "FP16")
     with pytest.raises(EngineBuildError, match="no FP16 builder precision flag.*TensorRT 11"):
@@ -627,7 +627,7 @@ def test_glue_tensorrt_without_weak_typing_flags_is_explained(bundle_dir, fake_t
 
 
 def test_glue_build_failure_is_reported(bundle_dir, fake_trt, monkeypatch):
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
 
     monkeypatch.setenv("FAKE_TRT_BUILD_FAILS", "1")
     with pytest.raises(EngineBuildError, match="could not build an engine"):
@@ -738,7 +738,7 @@ def test_glue_no_gpu_is_a_bundle_error(bundle_dir, fake_trt, monkeypatch):
 def test_glue_tensorrt_objects_without_cuda_are_explained(bundle_dir, fake_trt, monkeypatch):
     """Builder / Runtime creation failing for want of CUDA is an EngineBuildError naming what to check
     (engines.build reports it in one line), never a bare TypeError; other TypeErrors stay themselves."""
-    from csk_ros.trt_build import build_engine_bytes, create_tensorrt, inspect_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes, create_tensorrt, inspect_engine_bytes
 
     data = build_engine_bytes(bundle_dir / "ir_only.onnx", "fp32", 64, log=None)
     monkeypatch.setenv("FAKE_CUDA_NO_DEVICE", "1")
@@ -801,7 +801,7 @@ def test_glue_one_tensorrt_logger_per_process(bundle_dir, fake_trt):
 
 
 def test_glue_fp16_flag_deprecation_is_explained(bundle_dir, fake_trt, monkeypatch):
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
 
     logs = []
     build_engine_bytes(bundle_dir / "ir_only.onnx", "fp16", 64, log=logs.append)  # the double says 10.99
@@ -823,13 +823,13 @@ def test_glue_fp16_flag_deprecation_is_explained(bundle_dir, fake_trt, monkeypat
     ("11.0.0", False, "fp32", False, (False, ())),
 ])
 def test_build_plan_follows_the_tensorrt_deprecations(version, flags, precision, quantized, plan):
-    from csk_ros.trt_build import build_plan
+    from csk_ros.backends.trt_build import build_plan
 
     assert build_plan(version, flags, True, flags, precision, quantized)[:2] == plan
 
 
 def test_build_plan_refuses_what_tensorrt_11_removed():
-    from csk_ros.trt_build import build_plan
+    from csk_ros.backends.trt_build import build_plan
 
     with pytest.raises(EngineBuildError, match="no FP16 builder precision flag .*TensorRT 11 removed"):
         build_plan("11.0.0", False, True, False, "fp16", False)
@@ -840,7 +840,7 @@ def test_build_plan_refuses_what_tensorrt_11_removed():
 def test_glue_calibration_cache_failures_are_reported_not_lost(bundle_dir, fake_trt, tmp_path, monkeypatch):
     """Real TensorRT swallows exceptions raised in read_/write_calibration_cache (the double too): the
     calibrator records them and the build logs them, so a read-only bundle does not lose its cache silently."""
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
     from engines.trt_calibration import make_entropy_calibrator
 
     images = tmp_path / "calib"
@@ -909,7 +909,7 @@ def test_glue_gpu_check_tables_parity_latency_and_build_time(bundle_dir, fake_tr
 
 
 def test_cuda_driver_hint():
-    from csk_ros.trt_build import cuda_driver_hint
+    from csk_ros.backends.trt_build import cuda_driver_hint
 
     assert "no NVIDIA driver is installed" in cuda_driver_hint("cudaErrorInsufficientDriver (35)", 0, 13050)
     assert "cuda-python" not in cuda_driver_hint("cudaErrorInsufficientDriver (35)", 0, 12090)
@@ -920,7 +920,7 @@ def test_cuda_driver_hint():
 
 
 def test_glue_entropy_calibrator_feeds_real_images(bundle_dir, fake_trt, tmp_path):
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
     from engines.trt_calibration import make_entropy_calibrator
 
     images = tmp_path / "calib"
@@ -991,7 +991,7 @@ def test_glue_cli_int8_calibrates_then_reuses_the_cache(bundle_dir, fake_trt_pat
 def test_glue_calibration_stops_early_is_an_error(bundle_dir, fake_trt, tmp_path):
     """TensorRT swallows an exception from get_batch and ends calibration as if the data
     had run out: the calibrator must notice it got fewer batches than it was given."""
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
     from engines.trt_calibration import make_entropy_calibrator
 
     images = tmp_path / "calib"
@@ -1009,7 +1009,7 @@ def test_glue_calibration_stops_early_is_an_error(bundle_dir, fake_trt, tmp_path
 
 def test_glue_rejected_cache_without_images_is_an_error(bundle_dir, fake_trt, tmp_path, monkeypatch):
     """A cache TensorRT does not accept (other version) and no images: calibration on zero batches."""
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
     from engines.trt_calibration import make_entropy_calibrator
 
     cache = tmp_path / "ir_only.calib"
@@ -1022,7 +1022,7 @@ def test_glue_rejected_cache_without_images_is_an_error(bundle_dir, fake_trt, tm
 
 def test_glue_rejected_cache_with_images_calibrates_on_the_images(bundle_dir, fake_trt, tmp_path, monkeypatch):
     """After a TensorRT upgrade the old cache is rejected: the images given must be used, not reported missing."""
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
     from engines.trt_calibration import make_entropy_calibrator
 
     images = tmp_path / "calib"
@@ -1042,7 +1042,7 @@ def test_glue_int8_from_qdq_graphs_needs_no_calibrator(bundle_dir, fake_trt, mon
     INT8 + FP16 (the rest may run in fp16), 10.12 on (weak typing deprecated) a strongly typed
     network without the deprecated flags; the record carries the Q/DQ graph's hash."""
     from csk_ros.backends.tensorrt_backend import TensorRTRunner
-    from csk_ros.trt_build import build_engine_bytes, inspect_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes, inspect_engine_bytes
 
     add_qdq_records(bundle_dir)
     bundle = load_manifest(bundle_dir)
@@ -1074,7 +1074,7 @@ def test_glue_int8_from_qdq_graphs_needs_no_calibrator(bundle_dir, fake_trt, mon
 
 def test_glue_qdq_int8_without_precision_flags_builds_strongly_typed(bundle_dir, fake_trt, monkeypatch):
     """TensorRT 11 has no INT8/FP16 flags: a Q/DQ graph still builds, strongly typed."""
-    from csk_ros.trt_build import build_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes
 
     add_qdq_records(bundle_dir, ("ir_only",))
     monkeypatch.delattr(fake_trt.BuilderFlag, "FP16")
@@ -1145,7 +1145,7 @@ def test_glue_cuda_python_newer_than_the_driver_says_which_to_pin(bundle_dir, fa
 
 
 def test_rebuild_precision_keeps_int8_only_with_a_qdq_graph(bundle_dir):
-    from csk_ros.trt_build import rebuild_precision
+    from csk_ros.backends.trt_build import rebuild_precision
 
     _record(bundle_dir, graph="ir_only", precision="int8")
     assert rebuild_precision(load_manifest(bundle_dir), "ir_only") == "fp16"  # calibrator int8: no images here
@@ -1166,7 +1166,7 @@ def test_cli_refuses_int8_from_the_onnxruntime_flavour_of_qdq(bundle_dir, fake_t
     result = _run_fake_build(fake_trt_path, "--bundle", bundle_dir, "--precision", "int8", "--graphs", "ir_only")
     assert result.returncode == 1 and "ir_only.int8.onnx is the ONNX Runtime flavour" in result.stderr
     assert "--activations int8-symmetric" in result.stderr and _snapshot(bundle_dir) == before
-    from csk_ros.trt_build import rebuild_precision
+    from csk_ros.backends.trt_build import rebuild_precision
 
     _record(bundle_dir, graph="ir_only", precision="int8")
     assert rebuild_precision(load_manifest(bundle_dir), "ir_only") == "fp16"
@@ -1176,7 +1176,7 @@ def test_glue_runner_rebuilds_int8_from_the_qdq_graph_without_images(bundle_dir,
     """A node starting with rebuild on a bundle with Q/DQ graphs rebuilds its stale INT8 engines
     (no calibration images needed) and records them against the Q/DQ graphs."""
     from csk_ros.backends.tensorrt_backend import TensorRTRunner
-    from csk_ros.trt_build import build_engine_bytes, inspect_engine_bytes
+    from csk_ros.backends.trt_build import build_engine_bytes, inspect_engine_bytes
 
     add_qdq_records(bundle_dir)
     bundle = load_manifest(bundle_dir)

@@ -16,7 +16,7 @@ import pytest
 trt = pytest.importorskip("tensorrt", reason="TensorRT Python bindings are not installed (GPU machines only: "
                           "pip install tensorrt-cu12 'cuda-python<13', or JetPack's python3-libnvinfer)")
 
-from csk_ros.trt_build import import_cudart  # noqa: E402
+from csk_ros.backends.trt_build import import_cudart  # noqa: E402
 
 try:
     cudart = import_cudart()
@@ -29,8 +29,8 @@ if int(_err) != 0 or _count < 1:  # pragma: no cover - depends on the machine
 from csk_ros.backends import load_bundle  # noqa: E402
 from csk_ros.backends.engine_check import select_engine  # noqa: E402
 from csk_ros.backends.tensorrt_backend import TensorRTRunner, tensorrt_runtime_info  # noqa: E402
+from csk_ros.backends.trt_build import build_and_record, build_engine_bytes, inspect_engine_bytes, tensorrt_logger  # noqa: E402,E501
 from csk_ros.bundle import BundleError, load_manifest, sha256_of  # noqa: E402
-from csk_ros.trt_build import build_and_record, build_engine_bytes, inspect_engine_bytes, tensorrt_logger  # noqa: E402,E501
 from tests.support.trt_fixtures import add_qdq_records, float_graph, make_fake_bundle, run_build  # noqa: E402
 
 H, W = 64, 80

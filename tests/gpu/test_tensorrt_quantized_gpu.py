@@ -18,7 +18,7 @@ import pytest
 
 trt = pytest.importorskip("tensorrt", reason="TensorRT Python bindings are not installed (GPU machines only)")
 
-from csk_ros.trt_build import import_cudart  # noqa: E402
+from csk_ros.backends.trt_build import import_cudart  # noqa: E402
 
 try:
     cudart = import_cudart()

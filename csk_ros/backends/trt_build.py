@@ -9,6 +9,8 @@ function, and raise ImportError with the install hint when they are absent.
 
 Used by `python -m engines.build` (offline) and by the TensorRT runner when
 the node is started with rebuild enabled (csk_ros.backends.tensorrt_backend).
+It lives in backends/ beside that runner and engine_check.py, whose rules it
+applies, so that nothing in backends/ imports back up into csk_ros.
 
 TensorRT facts this code relies on (TensorRT 10 Python API reference; onnx-tensorrt's
 docs/operators.md and ModelImporter.cpp for the parser's UINT8 rule):
