@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS, print_table, summarize_ms, write_json  # noqa: E402
 from benchmarks.node_latency import default_bundle  # noqa: E402
-from csk_ros.dds_profile import choose_profile, environment_for  # noqa: E402
 from csk_ros.logic.pairing import stamp_seconds  # noqa: E402
+from csk_ros.tools.dds_profile import choose_profile, environment_for  # noqa: E402
 from harness.stream_client import Driver, PairStream, loopback_ros_env, scene, start_node, stop_node  # noqa: E402
 
 

@@ -37,8 +37,8 @@ from launch import LaunchDescription
 
 
 def dds_environment(context):
-    """Resolve dds_profile at launch time (csk_ros.dds_profile rules); a missing file fails the launch."""
-    from csk_ros.dds_profile import choose_profile, environment_for
+    """Resolve dds_profile at launch time (csk_ros.tools.dds_profile rules); a missing file fails the launch."""
+    from csk_ros.tools.dds_profile import choose_profile, environment_for
 
     profile, why = choose_profile(LaunchConfiguration("dds_profile").perform(context))
     actions = [LogInfo(msg=f"csk_ros: Fast DDS profile: {profile or 'Fast DDS defaults'} ({why})")]

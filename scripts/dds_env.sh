@@ -7,7 +7,7 @@
 # unless a profile is already set: yours wins. FASTDDS_DEFAULT_PROFILES_FILE is
 # read by Fast DDS 3 (Kilted and later), FASTRTPS_DEFAULT_PROFILES_FILE by Fast
 # DDS 2 (Humble, Jazzy); the latter is left out on Fast DDS 3 distros, whose
-# rmw warns that the old name is deprecated (same rule as csk_ros/dds_profile.py).
+# rmw warns that the old name is deprecated (same rule as csk_ros/tools/dds_profile.py).
 _csk_dir=$(cd "$(dirname "${BASH_SOURCE:-$0}")/.." 2>/dev/null && pwd)
 _csk_profile="${FASTDDS_DEFAULT_PROFILES_FILE:-${FASTRTPS_DEFAULT_PROFILES_FILE:-$_csk_dir/config/fastdds_large_frames.xml}}"
 if [ -f "$_csk_profile" ]; then

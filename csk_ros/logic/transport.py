@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from csk_ros.dds_profile import ENV_VARS, shipped_profile
+from csk_ros.tools.dds_profile import ENV_VARS, shipped_profile
 
 DEFAULT_SHM_SEGMENT = 512 * 1024  # Fast DDS' builtin shared-memory transport
 FAST_DDS_RMWS = ("rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")

@@ -12,7 +12,7 @@ import time
 import cv2
 import numpy as np
 
-from csk_ros.dds_profile import environment_for
+from csk_ros.tools.dds_profile import environment_for
 from harness.stream_client import Driver, scene, start_node, stop_node
 from tests.support.node_harness import FAST, PERIOD, Camera, H, W, first_mode, mask_stamps
 

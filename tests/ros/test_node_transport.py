@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from csk_ros.dds_profile import ENV_VARS, environment_for, shipped_profile
+from csk_ros.tools.dds_profile import ENV_VARS, environment_for, shipped_profile
 from harness.stream_client import Driver, scene, start_node, stop_node
 from tests.support.node_harness import FAST
 

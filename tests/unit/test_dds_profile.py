@@ -1,4 +1,5 @@
-"""Which Fast DDS profile processes load (csk_ros/dds_profile.py, scripts/dds_env.sh) and what it holds."""
+"""Which Fast DDS profile processes load (csk_ros/tools/dds_profile.py, also `python -m csk_ros.dds_profile`;
+scripts/dds_env.sh) and what it holds."""
 
 import subprocess
 import xml.etree.ElementTree as ET
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from csk_ros.dds_profile import ENV_VARS, choose_profile, environment_for, shipped_profile
+from csk_ros.tools.dds_profile import ENV_VARS, choose_profile, environment_for, shipped_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = {"f": "http://www.eprosima.com"}

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from csk_ros.nav2_params import class_type_name, layer_params, main
+from csk_ros.tools.nav2_params import class_type_name, layer_params, main
 
 
 def source_block(params, source="thermal_segmentation"):

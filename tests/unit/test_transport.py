@@ -1,7 +1,7 @@
 """Which Fast DDS profile a process loaded, its shared-memory segment, and what does not fit."""
 
-from csk_ros.dds_profile import shipped_profile
 from csk_ros.logic.transport import DEFAULT_SHM_SEGMENT, TransportCheck, active_profile, over_segment
+from csk_ros.tools.dds_profile import shipped_profile
 
 VGA_BGR = 640 * 480 * 3
 
