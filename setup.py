@@ -28,5 +28,5 @@ setup(
     maintainer_email="dev@csk-ros.invalid",
     description="RGB-thermal segmentation node with IR-only fallback",
     license="Apache-2.0",
-    entry_points={"console_scripts": [f"segment_node = {PACKAGE}.segment_node:main"]},
+    entry_points={"console_scripts": [f"segment_node = {PACKAGE}.node.segment_node:main"]},
 )

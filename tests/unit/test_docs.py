@@ -50,9 +50,9 @@ def documented_key(key: str, text: str) -> bool:
 def test_every_diagnostics_key_is_documented(tiny_bundle):
     from csk_ros.backends import load_bundle
     from csk_ros.imaging.ros_image import ImageDecodeError
+    from csk_ros.node.points_output import PointsOutput
+    from csk_ros.node.registration_watch import RegistrationWatch
     from csk_ros.pipeline import IrJob, SegmentationPipeline
-    from csk_ros.points_output import PointsOutput
-    from csk_ros.registration_watch import RegistrationWatch
 
     segmenter = load_bundle(tiny_bundle, backend="onnxruntime")
     core = SegmentationPipeline(build_config({"model_dir": str(tiny_bundle)}), segmenter)

@@ -1,6 +1,6 @@
 """~/mode on lossy-but-alive EO streams: the node's pure pieces (health monitor,
 stream loss estimator, pairing, mode announcer) driven together on synthetic
-stamp sequences, as the node drives them (csk_ros/segment_node.py)."""
+stamp sequences, as the node drives them (csk_ros/node/)."""
 
 import numpy as np
 import pytest

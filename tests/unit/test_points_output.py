@@ -1,4 +1,4 @@
-"""The node's depth pairing for ~/points (csk_ros/points_output.py), without ROS transport: a late depth frame
+"""The node's depth pairing for ~/points (csk_ros/node/points_output.py), without ROS transport: a late depth frame
 is waited for, a missing or silent depth stream or a newer pending IR frame never delays the mask, and the
 reasons a mask gets no cloud are counted."""
 
@@ -9,7 +9,7 @@ from collections import Counter
 
 import numpy as np
 
-from csk_ros.points_output import DEPTH_QUIET_S, PointsOutput
+from csk_ros.node.points_output import DEPTH_QUIET_S, PointsOutput
 
 H, W = 6, 8
 SLOP = 0.2

@@ -1,5 +1,5 @@
 """The node's registration verdict (csk_ros/logic/registration_health.py) and its background watch
-(csk_ros/registration_watch.py) without ROS: a persistent misregistration WARNs with the fix, a single wild
+(csk_ros/node/registration_watch.py) without ROS: a persistent misregistration WARNs with the fix, a single wild
 check or an unjudged frame does not, and the watch scores the pairs it is offered off the caller's thread."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 
 from csk_ros.imaging.registration import RegistrationCheck
 from csk_ros.logic.registration_health import MIN_VALID, WINDOW, RegistrationHealth
-from csk_ros.registration_watch import RegistrationWatch
+from csk_ros.node.registration_watch import RegistrationWatch
 from tests.support.rig_scenes import ir_view, scene
 
 NAN = float("nan")

@@ -1,6 +1,6 @@
 """The segment node's inference thread: take the freshest IR frame, pair it, run the model, publish.
 
-A mixin of SegmentNode (csk_ros/segment_node.py), kept apart because it is the one part that runs on its own
+A mixin of SegmentNode (csk_ros/node/segment_node.py), kept apart because it is the one part that runs on its own
 thread: everything here happens on the worker, and everything it shares with the executor thread goes
 through `self.lock` (a Condition: IR and EO arrivals notify it). It uses the node's `core` (the per-frame
 rules), `config`, `pending` / `running`, `points`, `registration`, `transport`, the publishers and
