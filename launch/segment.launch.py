@@ -12,10 +12,12 @@ publish_points / depth_topic / ir_camera_info_topic: the semantic cloud ~/points
 for Nav2 from a depth image registered to the IR camera (docs/nav2.md).
 
 dds_profile: the Fast DDS profile set (SetEnvironmentVariable) for the node and
-for every process this launch starts after it. auto = a profile you already
-set in FASTDDS_DEFAULT_PROFILES_FILE / FASTRTPS_DEFAULT_PROFILES_FILE, else the
-shipped config/fastdds_large_frames.xml. The camera driver's process needs the
-same profile (docs/dds.md)."""
+for every process this launch starts after it, in the one variable the running
+distribution's Fast DDS reads (FASTDDS_DEFAULT_PROFILES_FILE on Kilted and later,
+FASTRTPS_DEFAULT_PROFILES_FILE on Humble / Jazzy; csk_ros/tools/dds_profile.py).
+auto = a profile you already set in either variable, else the shipped
+config/fastdds_large_frames.xml. The camera driver's process needs the same
+profile (docs/dds.md)."""
 
 import os
 

@@ -1,19 +1,30 @@
-"""Which Fast DDS XML profile a process loads (no ROS import; used by the
-launch file, the benchmarks and `python -m csk_ros.dds_profile`).
+"""Which Fast DDS XML profile a process loads, and in which environment variable.
 
-Large camera frames need the SENDING process configured (see
-config/fastdds_large_frames.xml), so the camera driver and the node must load
-the same profile. Rules of ``choose_profile``:
-  * "" or "auto": a profile the user already set (FASTDDS_DEFAULT_PROFILES_FILE,
-    or FASTRTPS_DEFAULT_PROFILES_FILE on Humble's Fast DDS 2.x) wins; otherwise
-    the shipped one.
+    eval "$(python3 -m csk_ros.dds_profile)"      # also python3 -m csk_ros.tools.dds_profile
+
+An operator tool whose rules the runtime shares: the launch file sets the node's environment with
+``choose_profile`` and ``environment_for``, csk_ros/logic/transport.py reports which profile the node
+loaded, the benchmarks start their processes with it. No ROS import.
+
+Large camera frames need the SENDING process configured (see config/fastdds_large_frames.xml), so the
+camera driver and the node must load the same profile. Rules of ``choose_profile``:
+  * "" or "auto": a profile the user already set (in either variable below) wins; otherwise the shipped one.
   * "none": Fast DDS defaults (both variables removed).
-  * a path: that file; it must exist (a typo would otherwise silently fall back
-    to the defaults that lose frames).
-``environment_for`` sets FASTDDS_DEFAULT_PROFILES_FILE (Fast DDS 3: Kilted and
-later) and FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2.x: Humble, Jazzy), the
-latter left out where ROS_DISTRO names a Fast DDS 3 distro, whose rmw warns at
-every start that the old name is deprecated.
+  * a path: that file; it must exist (a typo would otherwise silently fall back to the defaults that lose
+    frames).
+
+``environment_for`` exports the profile in the ONE variable the running distribution's Fast DDS reads and
+unsets the other:
+  * Fast DDS 2.x (Humble 2.6, Jazzy 2.14) reads FASTRTPS_DEFAULT_PROFILES_FILE, and only that name: its
+    xmlparser's DEFAULT_FASTRTPS_ENV_VARIABLE (src/cpp/rtps/xmlparser/XMLParserCommon.cpp on the 2.x
+    branches), the one profile variable of the 2.x documentation's environment-variable list;
+  * Fast DDS 3 (Kilted and later) reads FASTDDS_DEFAULT_PROFILES_FILE, and Kilted's rmw_fastrtps (9.3.0,
+    "Add deprecation warning for FASTRTPS_DEFAULT_PROFILES_FILE") warns at the start of every process that
+    still has the old name set.
+The running distribution is the one ROS_DISTRO names (a sourced ROS install sets it) or, in a Python
+environment of PyPI ROS wheels where nothing sets it, the Fast DDS wheel installed (`ros-fastdds` 3.x for
+Kilted, `ros-fastrtps` 2.x for Jazzy). Where neither tells, both names are exported: the one Fast DDS reads
+is among them (scripts/dds_env.sh, the shell twin, goes by ROS_DISTRO alone).
 """
 
 from __future__ import annotations
@@ -22,11 +33,15 @@ import argparse
 import os
 import shlex
 import sys
+from importlib import metadata
 from pathlib import Path
 
 ENV_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-#: distros whose default RMW ships Fast DDS 3 (reads FASTDDS_*, warns on FASTRTPS_*)
+#: distros whose default RMW ships Fast DDS 3 (reads FASTDDS_*, warns on FASTRTPS_*) or Fast DDS 2 (FASTRTPS_*)
 FAST_DDS_3_DISTROS = ("kilted", "lyrical", "rolling")
+FAST_DDS_2_DISTROS = ("foxy", "galactic", "humble", "iron", "jazzy")
+#: PyPI wheels that carry Fast DDS itself: Kilted's (3.x) and Jazzy's (2.14)
+FAST_DDS_WHEELS = ("ros-fastdds", "ros-fastrtps")
 PROFILE_NAME = "fastdds_large_frames.xml"
 
 
@@ -61,13 +76,34 @@ def choose_profile(requested: str, environ=None) -> tuple[str | None, str]:
     return str(path.resolve()), "the requested profile"
 
 
-def environment_for(profile: str | None, distro: str | None = None) -> dict[str, str | None]:
-    """Variables to set (None = unset) so that a process loads `profile` (distro: ROS_DISTRO by default)."""
-    distro = (os.environ.get("ROS_DISTRO", "") if distro is None else distro).lower()
-    env = {name: profile for name in ENV_VARS}
-    if profile is not None and distro in FAST_DDS_3_DISTROS:
-        env[ENV_VARS[1]] = None
-    return env
+def fast_dds_major(distro: str | None = None, version_of=metadata.version) -> int | None:
+    """2 or 3: the major version of the Fast DDS this environment runs; None when nothing tells.
+    `distro` defaults to ROS_DISTRO; `version_of` reads an installed wheel's version (tests replace it)."""
+    distro = (os.environ.get("ROS_DISTRO", "") if distro is None else distro).strip().lower()
+    if distro in FAST_DDS_3_DISTROS:
+        return 3
+    if distro in FAST_DDS_2_DISTROS:
+        return 2
+    for wheel in FAST_DDS_WHEELS:
+        try:
+            return int(version_of(wheel).split(".")[0])
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+    return None
+
+
+def variables_read(major: int | None) -> tuple[str, ...]:
+    """The profile variable(s) Fast DDS `major` reads: one name, or both when the version is unknown."""
+    if major is None:
+        return ENV_VARS
+    return (ENV_VARS[0],) if major >= 3 else (ENV_VARS[1],)
+
+
+def environment_for(profile: str | None, distro: str | None = None,
+                    version_of=metadata.version) -> dict[str, str | None]:
+    """Variables to set (None = unset) so that a process loads `profile`: only the name its Fast DDS reads."""
+    read = variables_read(fast_dds_major(distro, version_of))
+    return {name: profile if profile is not None and name in read else None for name in ENV_VARS}
 
 
 def main(argv=None) -> int:
@@ -82,7 +118,9 @@ def main(argv=None) -> int:
         return 2
     for name, value in environment_for(profile).items():
         print(f"unset {name}" if value is None else f"export {name}={shlex.quote(value)}")
-    print(f"# csk_ros: {why}", file=sys.stderr)
+    major = fast_dds_major()
+    target = f"Fast DDS {major}" if major else "Fast DDS of unknown version (no ROS_DISTRO, no Fast DDS wheel)"
+    print(f"# csk_ros: {why}, for {target}", file=sys.stderr)
     return 0
 
 
