@@ -234,9 +234,11 @@ STUDIES = {
                        (STEPS, TEACHER_STEPS), STUDY_OVERRIDES, QUICK_OVERRIDES, QUICK_SETTING_OVERRIDES, SPLITS,
                        {"test_day": ("test_day", None), "test_night": ("test_night", None)}, "quality",
                        "test scenes (test_day + test_night)"),
-    # 400 steps for every run, teacher included (it sees 69 day frames: 46 epochs).
+    # 2400 steps for every run, teacher included: chosen on the train hold-out (setting tune), where
+    # the 1200-step curves were still rising and the 2400-step ones flatten and select before their
+    # last evaluation (docs/results/quality_mfnet.md, benchmarks/results/quality_mfnet_v2_schedule).
     "mfnet": Study("mfnet", "Quality study on real MFNet frames", MFNET_CONFIG, MFNET_SETTINGS, ("full",),
-                   (400, 400), ("train.num_workers=0",), MFNET_QUICK_OVERRIDES, {}, ("val", "val_day", "val_night"),
+                   (2400, 2400), ("train.num_workers=0",), MFNET_QUICK_OVERRIDES, {}, ("val", "val_day", "val_night"),
                    {"val_day": ("val", "day"), "val_night": ("val", "night")}, "quality_mfnet_v2",
                    "validation frames (val_day + val_night; setting tune: the stride-5 hold-out of train)"),
 }
