@@ -1,0 +1,74 @@
+"""AdaBN (Li et al., 2016): the IR-only path's BatchNorm statistics re-estimated on target thermal frames.
+
+A new thermal pipeline (another sensor, AGC, contrast mapping) shifts the mean and spread of every
+IR feature map; the BatchNorms then normalise with the source camera's statistics. Re-estimating
+them on the robot's own frames costs one forward pass per frame, needs no labels and changes no
+weight. Which BatchNorms: those of the deployed IR-only graph, nothing else:
+- CSK-Net: the IR BNs of the shared trunk (`backbone.*.bns.1`) and of the IR ASPP stream (`aspp_ir`).
+  With exchange into EO (the default) the fused pass's IR stream IS this path, so the fused pass
+  sees the new statistics too; under CEN's symmetric exchange the fused pass keeps its own
+  (`fused_running_*`, batchnorm.py), untouched here.
+- an IR DeepLabV3 baseline: all of its BatchNorms (it is nothing but an IR-only path).
+The EO BNs and the fused head's BN keep the source statistics: the EO camera did not change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .target import TargetPairs
+
+
+def ir_path_batchnorms(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
+    """name -> BatchNorm of the IR-only path (see the module docstring)."""
+    bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    if hasattr(model, "aspp_ir"):  # CSK-Net
+        return {n: m for n, m in bns.items() if (n.startswith("backbone.") and ".bns.1." in n + ".")
+                or n.startswith("aspp_ir.")}
+    return bns
+
+
+def batches(n: int, batch_size: int) -> list[np.ndarray]:
+    """Consecutive index chunks of near-equal size, none of one frame (train-mode BatchNorm cannot
+    normalise the ASPP's pooled 1x1 branch over a single frame)."""
+    return np.array_split(np.arange(n), max(1, -(-n // batch_size))) if n >= 2 else [np.arange(n)]
+
+
+def ir_batch(ir: np.ndarray, device) -> torch.Tensor:
+    """N x H x W uint8 thermal -> N x 1 x H x W, the model's camera-range IR input."""
+    return torch.from_numpy(np.ascontiguousarray(ir))[:, None].to(device)
+
+
+def eo_batch(eo: np.ndarray, device) -> torch.Tensor:
+    """N x H x W x 3 uint8 RGB -> N x 3 x H x W, the model's camera-range EO input."""
+    return torch.from_numpy(np.ascontiguousarray(eo)).permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def ir_only_logits(model: nn.Module, ir: torch.Tensor) -> torch.Tensor:
+    """The deployed fallback's logits, for CSK-Net and the IR baseline alike."""
+    return model(ir=ir, mode="ir_only")["out"]
+
+
+@torch.no_grad()
+def reestimate(model: nn.Module, target: TargetPairs, batch_size: int, device, progress=None) -> dict:
+    """Reset the IR-only path's running statistics and average them anew over every target frame
+    (momentum None: a cumulative mean, every batch counts alike). Weights and every other buffer stay.
+    Leaves the model in eval mode."""
+    bns = ir_path_batchnorms(model)
+    momenta = {name: bn.momentum for name, bn in bns.items()}
+    model.eval()
+    for bn in bns.values():
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    chunks = batches(len(target), batch_size)
+    try:
+        for index in progress(chunks) if progress else chunks:
+            ir_only_logits(model, ir_batch(target.ir[index], device))
+    finally:
+        for name, bn in bns.items():
+            bn.momentum = momenta[name]
+        model.eval()
+    return {"batchnorms": len(bns), "frames": len(target)}
