@@ -100,6 +100,17 @@ def test_adabn_moves_the_ir_statistics_to_the_target_pipeline(checkpoint, target
     assert (mean_s - mean_t).abs().mean() > 5 * (bn.running_mean - mean_t).abs().mean()
 
 
+def test_adabn_prior_keeps_a_share_of_the_source_statistics(checkpoint, target):
+    pairs = load_target(target, (H, W), ThermalScaling(), 40.0, 100)
+    pure, _ = model_from_checkpoint(checkpoint)
+    reestimate(pure, pairs, batch_size=4, device="cpu")
+    mixed, _ = model_from_checkpoint(checkpoint)
+    source = mixed.backbone.bn1.bns[1].running_mean.clone()
+    reestimate(mixed, pairs, batch_size=4, device="cpu", prior=0.25)
+    expected = 0.25 * source + 0.75 * pure.backbone.bn1.bns[1].running_mean
+    assert torch.allclose(mixed.backbone.bn1.bns[1].running_mean, expected, atol=1e-5)
+
+
 def test_adapt_evaluate_export_load_bundle(checkpoint, target, tmp_path, capsys):
     val = write_pairs(tmp_path / "val", n=6, labels=True, pipeline=lambda ir: ir)  # the source camera, labelled
     val_ir = tmp_path / "val_ir"
@@ -119,7 +130,8 @@ def test_adapt_evaluate_export_load_bundle(checkpoint, target, tmp_path, capsys)
     assert record["steps"]["selftrain"]["steps"] == 3 and record["steps"]["adabn"]["frames"] == 8
     assert record["target"]["pairs"] == 8 and record["options"]["trainable"] == "ir_path"
     assert set(record["labelled"]["after"]) == {"target", "raw"}
-    assert record["signals"]["after"]["agreement_day"] is not None
+    assert 0.0 <= record["signals"]["after"]["agreement_day"] <= 1.0
+    assert 0.0 <= record["signals"]["after"]["fused_miou_day"] <= 1.0
     assert json.loads((out / "adapt.json").read_text())["steps"] == record["steps"]
     assert list((out / "tb").glob("events.out.tfevents.*"))
     # The IR path adapted; the shared convolutions and the EO stream are as trained.

@@ -112,10 +112,10 @@ def adapt(checkpoint, pairs, out, opts: AdaptOptions, val_root=None, val_ir_dir=
     steps: dict = {}
     progress = None if quiet else (lambda it: tqdm(it, desc="AdaBN", leave=False, dynamic_ncols=True))
     if opts.adabn:
-        steps["adabn"] = reestimate(model, target, opts.batch_size, device, progress)
+        steps["adabn"] = reestimate(model, target, opts.batch_size, device, progress, opts.adabn_prior)
     if opts.selftrain:
         steps["selftrain"] = self_train(model, target, opts, crop, device, source, writer, quiet)
-        if opts.adabn:
+        if opts.adabn and not opts.adabn_prior:  # with a prior, keep the mixed statistics the weights learnt under
             steps["adabn_final"] = reestimate(model, target, opts.batch_size, device, progress)
     after = measure(model, target, class_names, opts, val_sets, device)
     log_measurements(writer, max(1, opts.steps if opts.selftrain else 1), *after)
@@ -158,6 +158,8 @@ def parse_args(argv):
     g = p.add_argument_group("steps")
     g.add_argument("--no-adabn", dest="adabn", action="store_false", help="keep the source BatchNorm statistics")
     g.add_argument("--no-selftrain", dest="selftrain", action="store_false", help="AdaBN only")
+    g.add_argument("--adabn-prior", type=float, default=d.adabn_prior,
+                   help="share of the source BatchNorm statistics kept (0: the new camera's only)")
     g = p.add_argument_group("self-training")
     g.add_argument("--steps", type=int, default=d.steps)
     g.add_argument("--batch-size", type=int, default=d.batch_size)

@@ -19,6 +19,7 @@ class AdaptOptions:
     # -- steps
     adabn: bool = True  # re-estimate the IR-only path's BatchNorm statistics on target thermal frames
     selftrain: bool = True  # cross-modal self-training (fused pass -> IR-only pass)
+    adabn_prior: float = 0.0  # share of the source statistics kept (adabn.py): 0 fits the new camera only
     # -- self-training
     steps: int = 400
     batch_size: int = 8
@@ -71,6 +72,8 @@ class AdaptOptions:
         for name in ("night_weight", "fused_weight", "source_weight", "lr"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.adabn_prior < 1.0:
+            raise ValueError(f"--adabn-prior must be in [0, 1), got {self.adabn_prior}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"--ema-decay must be in (0, 1), got {self.ema_decay}")
         if self.max_pairs < 2 or self.signal_pairs < 1 or self.every < 1:

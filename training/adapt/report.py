@@ -7,7 +7,9 @@ import resource
 
 import numpy as np
 
-SIGNAL_ROWS = (("agreement_day", "IR-only = fused, day pairs"), ("agreement_night", "IR-only = fused, night pairs"),
+SIGNAL_ROWS = (("fused_miou_day", "mIoU of IR-only against fused, day pairs"),
+               ("fused_miou_night", "mIoU of IR-only against fused, night pairs"),
+               ("agreement_day", "IR-only = fused, day pairs"), ("agreement_night", "IR-only = fused, night pairs"),
                ("confidence_ir_only", "mean confidence, IR-only"), ("confidence_fused", "mean confidence, fused"),
                ("share_gap", "class-share gap IR-only vs fused (L1)"))
 

@@ -1,8 +1,11 @@
 """What a user without labels can see of an adaptation: label-free signals on the target pairs.
 
 - agreement_day: share of pixels where the IR-only prediction equals the fused prediction, on day
-  pairs (where EO is informative, the fused pass is the better-informed opinion). It should rise.
-  CSK-Net only; night agreement is reported too, but there the fused pass leans on IR itself.
+  pairs (where EO is informative, the fused pass is the better-informed opinion). CSK-Net only;
+  night agreement is reported too, but there the fused pass leans on IR itself. On road scenes
+  ~95% of pixels are background, so this share hardly moves: `fused_miou_day`, the mIoU (MFNet
+  protocol) of the IR-only prediction scored against the fused one as if it were the label, weighs
+  every class alike and is the one to watch.
 - confidence_ir_only / confidence_fused: mean max-softmax. A rise with a falling agreement is a
   warning sign (confidently wrong), not progress.
 - class shares of the IR-only (and fused) prediction: a class that collapses to ~0 or a share that
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..metrics import confusion_matrix, iou_per_class, mean_iou
 from .adabn import batches, eo_batch, ir_batch, ir_only_logits
 from .target import TargetPairs, evenly
 
@@ -30,6 +34,7 @@ class _Tally:
         self.pixels = {"ir_only": np.zeros(num_classes), "fused": np.zeros(num_classes)}
         self.confidence = {"ir_only": 0.0, "fused": 0.0}
         self.agree = {"day": [0, 0], "night": [0, 0]}  # [equal pixels, pixels]
+        self.cm = {key: torch.zeros(num_classes, num_classes, dtype=torch.int64) for key in ("day", "night")}
 
     def add(self, mode: str, logits: torch.Tensor) -> torch.Tensor:
         prob = torch.softmax(logits.float(), dim=1)
@@ -45,6 +50,9 @@ class _Tally:
             rows = night == is_night
             self.agree[key][0] += int(equal[rows].sum())
             self.agree[key][1] += int(rows.sum()) * per_frame
+            if rows.any():  # rows: fused (the stand-in label), columns: IR-only
+                pick = torch.from_numpy(rows).to(ir_pred.device)
+                self.cm[key] += confusion_matrix(ir_pred[pick], fused_pred[pick], self.num_classes)
 
 
 @torch.no_grad()
@@ -79,6 +87,7 @@ def _signals(tally: _Tally, class_names, pairs: int, night: int, has_fused: bool
         for key in ("day", "night"):
             equal, n = tally.agree[key]
             out[f"agreement_{key}"] = equal / n if n else None
+            out[f"fused_miou_{key}"] = mean_iou(iou_per_class(tally.cm[key].numpy())) if n else None
         out["confidence_fused"] = tally.confidence["fused"] / max(total, 1)
         out["class_share_fused"] = _share(tally.pixels["fused"], class_names)
         out["share_gap"] = float(sum(abs(out["class_share_ir_only"][c] - out["class_share_fused"][c])
