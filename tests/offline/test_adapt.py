@@ -169,6 +169,25 @@ def test_ir_baseline_adapts_from_a_bag_with_its_own_pseudo_labels(target, tmp_pa
     assert "agreement_day" not in record["signals"]["before"]  # no fused pass to agree with
 
 
+def test_a_rig_of_two_sizes_is_read_as_the_node_reads_it(target, tmp_path):
+    """EO of another size and aspect than IR: registered with the node's eo_to_ir_homography (--params)."""
+    rig = tmp_path / "rig"
+    (rig / "vi").mkdir(parents=True)
+    (rig / "ir").symlink_to(target / "ir")
+    for path in (target / "eo").iterdir():  # twice the size, 16 px of border left and right: x_ir = x_eo / 2 - 8
+        eo = cv2.copyMakeBorder(cv2.resize(cv2.imread(str(path)), (2 * W, 2 * H)), 0, 0, 16, 16, cv2.BORDER_CONSTANT)
+        cv2.imwrite(str(rig / "vi" / path.name), eo)
+    params = tmp_path / "segment.yaml"
+    homography = "[0.5, 0.0, -8.0, 0.0, 0.5, 0.0, 0.0, 0.0, 1.0]"
+    params.write_text(f"/**:\n  ros__parameters:\n    eo_to_ir_homography: {homography}\n")
+    pairs = load_target(rig, (H, W), ThermalScaling(), 40.0, 100, params_file=params)
+    direct = load_target(target, (H, W), ThermalScaling(), 40.0, 100)
+    assert pairs.eo.shape == direct.eo.shape == (8, H, W, 3)
+    inner = (slice(None), slice(4, -4), slice(4, -4))  # resampling differs at the borders only
+    assert np.abs(pairs.eo[inner].astype(int) - direct.eo[inner].astype(int)).mean() < 8  # 32 with a wrong matrix
+    assert np.array_equal(pairs.ir, direct.ir)
+
+
 def bag_without_images(path: Path) -> Path:
     factory = MessageFactory()
     with atomic_writer(path) as writer:
@@ -187,7 +206,7 @@ def mismatched_pairs(root: Path) -> Path:
     ("eo_checkpoint", "without an IR-only path"),
     ("no_pairs", "no EO/IR pairs here"),
     ("unpaired", "share no image file name"),
-    ("sizes", "registered pairs of one size"),
+    ("sizes", "differ in aspect ratio and no eo_to_ir_homography is set"),
     ("bag", "no image topics"),
 ])
 def test_each_bad_input_is_one_line(checkpoint, tmp_path, capsys, bad, message):

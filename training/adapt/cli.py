@@ -102,7 +102,7 @@ def adapt(checkpoint, pairs, out, opts: AdaptOptions, val_root=None, val_ir_dir=
         source = source_batches(source_cfg, len(class_names), opts.batch_size, opts.seed)
     bar = None if quiet else (lambda it: tqdm(it, desc="read pairs", unit="pair", leave=False, dynamic_ncols=True))
     target = load_target(pairs, size, ThermalScaling.from_dict(data_cfg.get("thermal")), opts.night_luma,
-                         opts.max_pairs, opts.eo_topic, opts.ir_topic, opts.every, opts.slop_s, bar)
+                         opts.max_pairs, opts.eo_topic, opts.ir_topic, opts.every, opts.slop_s, bar, opts.params)
     out.mkdir(parents=True, exist_ok=True)
     from torch.utils.tensorboard import SummaryWriter
 
@@ -186,6 +186,7 @@ def parse_args(argv):
     g.add_argument("--every", type=int, default=d.every, help="bags: every N-th pair")
     g.add_argument("--slop", type=float, default=d.slop_s, help="bags: max EO/IR stamp difference (s)")
     g.add_argument("--eo-topic"), g.add_argument("--ir-topic")
+    g.add_argument("--params", help="the node's parameters file: its eo_to_ir_homography registers EO onto IR")
     g = p.add_argument_group("measurement")
     g.add_argument("--signal-pairs", type=int, default=d.signal_pairs)
     g.add_argument("--val-root", help="a labelled set (MFNet/MSRS/PST900 layout) scored before and after")

@@ -48,6 +48,7 @@ class AdaptOptions:
     slop_s: float = 0.05  # bags: max |EO stamp - IR stamp| of a pair
     eo_topic: str | None = None
     ir_topic: str | None = None
+    params: str | None = None  # the node's parameters file, for eo_to_ir_homography (rigs of two sizes)
     # -- measurement
     signal_pairs: int = 200  # target pairs the label-free signals read (evenly spaced)
     seed: int = 0

@@ -7,8 +7,10 @@ Three sources, one result (`TargetPairs`):
   (csk_ros.bag.images.bag_pairs), so the frames are the same whichever way the user goes.
 
 Thermal goes through the checkpoint's `data.thermal` rule (the rule the exported bundle records and
-the node applies), EO and IR through the node's bilinear resize: the model adapts to frames prepared
-as it will meet them. A frame is a night frame when its name ends in N (MFNet/MSRS) or, for names
+the node applies), EO and IR through the node's own preparation (csk_ros.imaging.frames.
+InputPreparer: bilinear resize, EO warped onto IR with the node's `eo_to_ir_homography` where one is
+given): the model adapts to frames prepared as it will meet them, and a rig the node accepts is
+accepted here. A frame is a night frame when its name ends in N (MFNet/MSRS) or, for names
 without the mark (bags name frames by stamp), when its EO mean luma is below `night_luma`.
 """
 
@@ -21,8 +23,10 @@ import numpy as np
 
 from csk_ros.bag.bagio import BagError, image_topics, open_reader
 from csk_ros.bag.images import bag_pairs, paired_files, read_pair
-from csk_ros.imaging.frames import resize_linear
+from csk_ros.bag.params import read_params_file
+from csk_ros.imaging.frames import InputPreparer
 from csk_ros.imaging.thermal import ThermalScaling, scale_thermal_to_uint8
+from csk_ros.logic.config import parse_homography
 
 EO_DIRS = ("vi", "eo")  # to-images writes vi/, MSRS-style sets ship eo/ (or vi/)
 BAG_FILES = (".mcap", ".db3")
@@ -83,26 +87,39 @@ def night_of(name: str, eo: np.ndarray, night_luma: float) -> bool:
     return bool(luma < night_luma)
 
 
+def node_homography(params_file) -> np.ndarray | None:
+    """The EO -> IR homography of the node's parameters file (`eo_to_ir_homography`), None without one."""
+    if params_file is None:
+        return None
+    try:
+        return parse_homography(read_params_file(Path(params_file)).get("eo_to_ir_homography", [0.0]))
+    except ValueError as exc:
+        raise TargetError(str(exc)) from None
+
+
 class _Collector:
     """Checks and prepares each pair as it is read, into preallocated arrays."""
 
-    def __init__(self, count: int, size: tuple[int, int], rule: ThermalScaling, night_luma: float):
+    def __init__(self, count: int, size: tuple[int, int], rule: ThermalScaling, night_luma: float,
+                 homography: np.ndarray | None = None):
         self.size, self.rule, self.night_luma = size, rule, night_luma
+        self.prepare = InputPreparer(size[0], size[1], homography)
         self.eo = np.empty((count, *size, 3), np.uint8)
         self.ir = np.empty((count, *size), np.uint8)
         self.names: list[str] = []
         self.night: list[bool] = []
 
     def add(self, name: str, eo: np.ndarray, ir: np.ndarray, where: str) -> None:
-        if eo.shape[:2] != ir.shape[:2]:
-            raise TargetError(f"{where}: pair {name} has EO {eo.shape[1]}x{eo.shape[0]} and IR {ir.shape[1]}x"
-                              f"{ir.shape[0]}: adaptation needs registered pairs of one size (warp EO onto IR "
-                              "first, see docs/registration.md)")
         if eo.ndim != 3 or eo.shape[2] != 3:
             raise TargetError(f"{where}: pair {name} EO has shape {eo.shape}, expected H x W x 3 colour")
+        try:
+            eo_prepared = self.prepare.eo(np.ascontiguousarray(eo), ir.shape[:2])
+        except ValueError as exc:
+            raise TargetError(f"{where}: pair {name}: {exc} (pass --params with the node's parameters file, "
+                              "see docs/registration.md)") from None
         i = len(self.names)
-        self.eo[i] = resize_linear(np.ascontiguousarray(eo), self.size)
-        self.ir[i] = resize_linear(scale_thermal_to_uint8(ir, self.rule), self.size)
+        self.eo[i] = eo_prepared
+        self.ir[i] = self.prepare.ir(scale_thermal_to_uint8(ir, self.rule))
         self.names.append(name)
         self.night.append(night_of(name, eo, self.night_luma))
 
@@ -111,7 +128,8 @@ class _Collector:
         return TargetPairs(self.eo[:n], self.ir[:n], self.names, np.array(self.night, bool), origin)
 
 
-def read_folder(root: Path, size, rule, night_luma: float, max_pairs: int, progress=None) -> TargetPairs:
+def read_folder(root: Path, size, rule, night_luma: float, max_pairs: int, progress=None,
+                homography=None) -> TargetPairs:
     eo_dir, ir_dir = folder_dirs(root)
     try:
         pairs = paired_files(eo_dir, ir_dir)
@@ -119,7 +137,7 @@ def read_folder(root: Path, size, rule, night_luma: float, max_pairs: int, progr
         raise TargetError(f"{root}: no EO/IR pairs: {eo_dir.name}/ and ir/ share no image file name "
                           "(pairs are matched by name)") from None
     pairs = [pairs[i] for i in evenly(len(pairs), max_pairs)]
-    out = _Collector(len(pairs), size, rule, night_luma)
+    out = _Collector(len(pairs), size, rule, night_luma, homography)
     for name, eo_path, ir_path in progress(pairs) if progress else pairs:
         try:
             eo, ir = read_pair(eo_path, ir_path)
@@ -130,7 +148,7 @@ def read_folder(root: Path, size, rule, night_luma: float, max_pairs: int, progr
 
 
 def read_bag(bag: Path, size, rule, night_luma: float, max_pairs: int, eo_topic=None, ir_topic=None,
-             every: int = 1, slop_s: float = 0.05, progress=None) -> TargetPairs:
+             every: int = 1, slop_s: float = 0.05, progress=None, homography=None) -> TargetPairs:
     """Pairs of a recording, every N-th, then at most `max_pairs` of them evenly spaced (two passes over the
     stamps would cost a second read of the bag: frames are kept at model size, then thinned)."""
     with open_reader(bag) as reader:
@@ -142,7 +160,7 @@ def read_bag(bag: Path, size, rule, night_luma: float, max_pairs: int, eo_topic=
     for stamp, eo, ir in bag_pairs(bag, eo_topic, ir_topic, every, slop_s, progress, counts):
         if eo.ndim == 2:  # a mono EO camera: grey as RGB
             eo = np.repeat(eo[..., None], 3, axis=2)
-        one = _Collector(1, size, rule, night_luma)
+        one = _Collector(1, size, rule, night_luma, homography)
         one.add(f"{int(round(stamp * 1e9))}", eo, ir, str(bag))
         frames.append(one)
     if not frames:
@@ -155,14 +173,17 @@ def read_bag(bag: Path, size, rule, night_luma: float, max_pairs: int, eo_topic=
 
 
 def load_target(path, size, rule: ThermalScaling, night_luma: float, max_pairs: int, eo_topic=None, ir_topic=None,
-                every: int = 1, slop_s: float = 0.05, progress=None) -> TargetPairs:
-    """The pairs of a folder or a bag (see the module docstring); refuses fewer than two."""
+                every: int = 1, slop_s: float = 0.05, progress=None, params_file=None) -> TargetPairs:
+    """The pairs of a folder or a bag (see the module docstring); refuses fewer than two. `params_file`: the
+    node's parameters, for its `eo_to_ir_homography`."""
     path = Path(path)
+    homography = node_homography(params_file)
     try:
         if is_bag(path):
-            pairs = read_bag(path, size, rule, night_luma, max_pairs, eo_topic, ir_topic, every, slop_s, progress)
+            pairs = read_bag(path, size, rule, night_luma, max_pairs, eo_topic, ir_topic, every, slop_s, progress,
+                             homography)
         else:
-            pairs = read_folder(path, size, rule, night_luma, max_pairs, progress)
+            pairs = read_folder(path, size, rule, night_luma, max_pairs, progress, homography)
     except BagError as exc:
         raise TargetError(str(exc)) from None
     if len(pairs) < 2:
