@@ -12,7 +12,9 @@ One command trains and evaluates, for every seed:
     no_contrastive  csk_full with loss.contrastive=0
     no_exchange     csk_full with model.exchange=false
     no_gsu          csk_full with model.gsu=false
-    no_ir_only_kd   csk_full without the KD terms into the IR-only pass (kd_*_ir_only=0)
+    with_self_kd    csk_full with fused -> IR-only self-distillation (loss.self_kd=1; off by default)
+    cen_exchange    csk_full with CEN's symmetric exchange (model.exchange_direction=both)
+    with_ir_only_kd csk_full with EO-teacher KD into the IR-only pass (the former defaults)
   setting ``low_data`` (data.num_train=128): eo_teacher, ir_baseline, csk_full
 
 The CSK-Net runs need the EO teacher of the same seed and setting: it is
@@ -34,7 +36,7 @@ Settings of the full study (this file is the record):
              24 epochs), so it changes the data, not the compute; validation every
              128 steps on 64 images
   seeds      0, 1, 2
-  runs       3 seeds x (9 + 3) = 36 trainings
+  runs       3 seeds x (11 + 3) = 42 trainings
   time       measured on this machine's 2 CPU cores: DeepLabV3 0.077 s/step (idle, 2
              threads); CSK-Net costs 3.3x a DeepLabV3 step (single-thread CPU time with
              the objective of 2026-11-25: two passes, KD into the IR-only pass) ->
@@ -46,21 +48,20 @@ Settings of the full study (this file is the record):
 
 Real frames (``--dataset mfnet``, training/configs/mfnet_cpu.yaml, data.root
 ../shared/data/mfnet_subset or ``data.root=DIR``): the same variants, no low-data
-setting, 400 steps for every run (teacher included: 69 day frames, 46 epochs),
+setting, 2400 steps for every run (chosen on the tune hold-out; teacher included),
 trained on train.txt (136 frames), best.pt selected on val.txt, scored on val
 (34 frames) split by name into val_day (18) and val_night (16). The EO teacher
 trains and is selected on day frames only (teacher.data.only=day). The real-data
-study's ablation of IR-only KD runs the other way (``with_ir_only_kd``): the sweep
+study's ablation of IR-only KD runs the other way (``with_ir_only_kd``), as in both studies now: the sweep
 chose no IR-only KD for mfnet_cpu.yaml (docs/results/quality_mfnet.md). Setting
 ``tune`` (``--settings tune``) trains on train minus every 5th frame and
 selects and scores on that hold-out: candidate configurations are compared
-there, never on val. Time, measured on this machine's 2 cores with two study
-processes sharing them (OMP_NUM_THREADS=1 each): EO teacher 97-140 s, IR
-baseline 107 s, CSK-Net 369 s per run, evaluation 2-5 s; the whole 9-variant
-x 3-seed table is therefore ~27 runs, about 2 x 21 min of baselines and teachers
-plus 18 x 6.2 min of CSK-Net runs spread over two processes: about 65 min wall
-(seeds split over processes sharing one --out; the results file is shared under
-a lock). ``--report-only`` reports what runs.json holds without training.
+there, never on val. Time at 2400 steps, measured on this machine's 2 cores with two study
+processes sharing them (OMP_NUM_THREADS=1 each): EO teacher and IR baseline 340-480 s, early
+fusion 370-570 s, CSK-Net 900-940 s, CSK-Net with CEN's exchange (two passes) 1180 s per run;
+the 5-variant x 3-seed table of docs/results/quality_mfnet.md took about 80 minutes wall in two
+processes (seeds split over processes sharing one --out; the results file is shared under a lock).
+``--report-only`` reports what runs.json holds without training.
 
 Usage:
   python benchmarks/quality.py                 # the full study (~43 min on 2 idle CPU cores)
