@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.model import build_model
+from training.model import build_model, csknet
 from training.model.resnet import EO, IR, ModalBatchNorm2d
 
 TINY = dict(depth=10, width=8, output_stride=8, aspp_channels=16, aspp_rates=[2, 4, 6])
@@ -244,8 +244,7 @@ def test_ir_only_path_is_exactly_a_deeplabv3_with_the_ir_weights():
 
 def ir_path_batchnorms(model):
     """Every BatchNorm of CSK-Net's IR-only path (IR BNs of the trunk, IR ASPP stream)."""
-    trunk = [bn.bns[IR] for bn in model.backbone.modules() if isinstance(bn, ModalBatchNorm2d)]
-    return trunk + [m for m in model.aspp_ir.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return list(csknet.ir_path_batchnorms(model).values())
 
 
 def as_sync_bn(model):

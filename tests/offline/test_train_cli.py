@@ -290,12 +290,10 @@ def test_teacher_stage_trains_on_its_own_data_overrides(tmp_path):
 
 def ir_path_scales_below_threshold(model) -> int:
     """How many BatchNorm scales of the deployed IR-only path are below the exchange threshold."""
-    from training.model.resnet import IR, ModalBatchNorm2d
+    from training.model.csknet import ir_path_batchnorms
 
-    threshold = model.backbone.exchange_bns()[0].bns[IR].weight.new_tensor(model.cfg["exchange_threshold"])
-    trunk = [m.bns[IR].weight for m in model.backbone.modules() if isinstance(m, ModalBatchNorm2d)]
-    aspp = [m.weight for m in model.aspp_ir.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    return int(sum((w.abs() < threshold).sum() for w in trunk + aspp))
+    return int(sum((bn.weight.abs() < model.cfg["exchange_threshold"]).sum()
+                   for bn in ir_path_batchnorms(model).values()))
 
 
 @pytest.mark.parametrize("steps", [4, 8])

@@ -24,16 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..model.csknet import ir_path_batchnorms
 from .target import TargetPairs
-
-
-def ir_path_batchnorms(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
-    """name -> BatchNorm of the IR-only path (see the module docstring)."""
-    bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-    if hasattr(model, "aspp_ir"):  # CSK-Net
-        return {n: m for n, m in bns.items() if (n.startswith("backbone.") and ".bns.1." in n + ".")
-                or n.startswith("aspp_ir.")}
-    return bns
 
 
 def batches(n: int, batch_size: int) -> list[np.ndarray]:

@@ -82,14 +82,17 @@ class CSKNet(nn.Module):
         self.exchange = cfg["exchange"]  # whether the encoder exchanges channels in the fused pass
         self.norm_eo, self.norm_ir = _normalizers(cfg)
         self.backbone = _backbone(cfg, 2, exchange=self.exchange)
-        # False: the fused pass's IR stream, features and IR-head logits, equals the IR-only pass.
-        self.ir_stream_is_ir_only = not self.backbone.ir_stream_exchanged
         cin, classes = self.backbone.out_channels, cfg["num_classes"]
         self.aspp_eo, self.aspp_ir = _stream(cfg, cin), _stream(cfg, cin, two_pass=True)
         self.head_eo = nn.Conv2d(channels, classes, 1)
         self.head_ir = nn.Conv2d(channels, classes, 1)
         self.gsu = GatedSpectralUnit(channels) if cfg["gsu"] else None
         self.head_fused = nn.Sequential(conv_bn_relu(channels, channels, 3), nn.Conv2d(channels, classes, 1))
+
+    @property
+    def ir_stream_is_ir_only(self) -> bool:
+        """Whether the fused pass's IR stream (features and IR-head logits) equals the IR-only pass."""
+        return not self.backbone.ir_stream_exchanged
 
     def fuse(self, f_eo: torch.Tensor, f_ir: torch.Tensor) -> torch.Tensor:
         return self.gsu(f_eo, f_ir) if self.gsu is not None else f_eo + f_ir
@@ -167,6 +170,16 @@ class EarlyFusion(nn.Module):
 
     def logits(self, eo, ir, mode: str) -> torch.Tensor:
         return self.forward(eo, ir)["out"]
+
+
+def ir_path_batchnorms(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
+    """name -> every BatchNorm of the deployed IR-only path: a CSK-Net's IR BNs of the shared trunk
+    (`backbone.*.bns.1`) and of the IR ASPP stream (`aspp_ir`); all of an IR DeepLabV3's."""
+    bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    if isinstance(model, CSKNet):
+        return {n: m for n, m in bns.items() if (n.startswith("backbone.") and ".bns.1." in n + ".")
+                or n.startswith("aspp_ir.")}
+    return bns
 
 
 def ir_only_as_deeplabv3(model: CSKNet) -> DeepLabV3:
