@@ -18,15 +18,9 @@ import pytest
 
 trt = pytest.importorskip("tensorrt", reason="TensorRT Python bindings are not installed (GPU machines only)")
 
-from csk_ros.backends.trt_build import import_cudart  # noqa: E402
+from tests.support.trt_fixtures import cudart_with_a_gpu  # noqa: E402
 
-try:
-    cudart = import_cudart()
-except ImportError as exc:  # pragma: no cover - depends on the machine
-    pytest.skip(f"cuda-python is not installed: {exc}", allow_module_level=True)
-_err, _count = cudart.cudaGetDeviceCount()
-if int(_err) != 0 or _count < 1:  # pragma: no cover - depends on the machine
-    pytest.skip(f"no CUDA GPU visible to TensorRT ({_err})", allow_module_level=True)
+cudart_with_a_gpu()  # or the whole module is skipped, saying why
 
 from csk_ros.backends import load_bundle  # noqa: E402
 from csk_ros.bundle import load_manifest  # noqa: E402

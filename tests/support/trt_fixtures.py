@@ -157,3 +157,20 @@ def run_build(*args, cwd=REPO):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "engines.build", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+def cudart_with_a_gpu():
+    """cuda-python's runtime module for the GPU test modules, called at import: the module is skipped,
+    with the reason, where cuda-python is missing or no CUDA GPU is visible."""
+    import pytest
+
+    from csk_ros.backends.trt_build import import_cudart
+
+    try:
+        cudart = import_cudart()
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"cuda-python is not installed: {exc}", allow_module_level=True)
+    err, count = cudart.cudaGetDeviceCount()
+    if int(err) != 0 or count < 1:  # pragma: no cover - depends on the machine
+        pytest.skip(f"no CUDA GPU visible to TensorRT ({err})", allow_module_level=True)
+    return cudart
