@@ -101,6 +101,28 @@ def test_mfnet_eval_size(mfnet_root):
     assert ds[0]["eo"].shape == (3, 12, 16) and ds[0]["label"].shape == (12, 16)
 
 
+def test_mfnet_ir_dir_swaps_the_thermal_of_the_frames_it_holds(mfnet_root, tmp_path):
+    """data.ir_dir: another camera's thermal for the same labelled frames (the study's oracle trains on it)."""
+    other = tmp_path / "ir_other"
+    _write(str(other / "00001D.png"), 255 - _thermal8(1))
+    _write(str(other / "00003D.png"), 255 - _thermal8(3))
+    cfg = {"name": "mfnet", "root": str(mfnet_root), "ir_dir": str(other), "augment": {"crop": [16, 20]}}
+    ds = build_dataset(cfg, "train", train=False)
+    assert [ds[i]["name"] for i in range(len(ds))] == ["00001D", "00003D"]  # 00002N has no file: left out
+    assert np.array_equal(ds[1]["ir"][0].numpy(), 255 - _thermal8(3))
+    assert np.array_equal(ds[1]["eo"].permute(1, 2, 0).numpy(), _rgb(3)) and ds[1]["label"].shape == (H, W)
+    assert len(build_dataset(cfg, "train", train=True)) == 2
+    day = build_dataset(dict(cfg, only="day"), "train", train=False)  # day/night restriction first, then the swap
+    assert [day[i]["name"] for i in range(len(day))] == ["00001D", "00003D"]
+    with pytest.raises(ValueError, match="holds none of the 1 frames of split val"):
+        build_dataset(cfg, "val", train=False)
+    with pytest.raises(FileNotFoundError, match="data.ir_dir .*no such folder"):
+        build_dataset(dict(cfg, ir_dir=str(tmp_path / "missing")), "train", train=False)
+    _write(str(other / "00001D.png"), np.zeros((H // 2, W), np.uint8))
+    with pytest.raises(ValueError, match="pixel-aligned"):
+        build_dataset(cfg, "train", train=False)[0]
+
+
 def test_real_training_without_crop_or_eval_size_is_rejected(mfnet_root):
     with pytest.raises(ValueError, match="augment.crop"):
         build_dataset({"name": "mfnet", "root": str(mfnet_root)}, "train", train=True)

@@ -9,7 +9,6 @@ Never choose settings on the frames you report: pass a split the adaptation is n
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from csk_ros.imaging.thermal import ThermalScaling
-
 from ..data import build_dataset
-from ..data.real import _read_ir
 from ..evaluate import confusion_over
 from ..metrics import summarize
 
@@ -30,30 +26,6 @@ LAYOUTS = (("mfnet", ("images", "labels")), ("msrs", ("vi", "ir", "Segmentation_
 
 class ValError(ValueError):
     """A labelled set that cannot be scored: one line naming the fix."""
-
-
-class ThermalOverride:
-    """A dataset source whose frames take their thermal image from `ir_dir` (same name, .png), restricted to
-    the frames that have one."""
-
-    def __init__(self, source, ir_dir: Path, rule: ThermalScaling):
-        self.inner, self.ir_dir, self.rule = source, Path(ir_dir), rule
-        self.class_names, self.palette = source.class_names, source.palette
-        self.index = [i for i, n in enumerate(source.names) if (self.ir_dir / f"{n}.png").is_file()]
-        self.names = [source.names[i] for i in self.index]
-        self.root, self.split = getattr(source, "root", ""), getattr(source, "split", "")
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def load(self, i: int) -> dict:
-        sample = dict(self.inner.load(self.index[i]))
-        ir = _read_ir(os.fspath(self.ir_dir / f"{self.names[i]}.png"), self.rule)
-        if ir.shape != sample["ir"].shape:
-            raise ValError(f"{self.ir_dir}/{self.names[i]}.png is {ir.shape[1]}x{ir.shape[0]}, the labelled frame "
-                           f"{sample['ir'].shape[1]}x{sample['ir'].shape[0]}: --val-ir-dir needs pixel-aligned frames")
-        sample["ir"] = ir
-        return sample
 
 
 def dataset_name(data_cfg: dict, root: Path) -> str:
@@ -70,7 +42,6 @@ def dataset_name(data_cfg: dict, root: Path) -> str:
 def labelled_sets(data_cfg: dict, size, root, split: str, ir_dir=None, raw: bool = False) -> dict:
     """name -> dataset: "target" (thermal from `ir_dir`) and/or "raw" (the frames' own thermal)."""
     root = Path(root)
-    rule = ThermalScaling.from_dict(data_cfg.get("thermal"))
     cfg = {"name": dataset_name(data_cfg, root), "root": str(root), "thermal": data_cfg.get("thermal"),
            "eval_size": list(size)}
     try:
@@ -80,15 +51,13 @@ def labelled_sets(data_cfg: dict, size, root, split: str, ir_dir=None, raw: bool
         raise ValError(f"--val-root: {exc}") from None
     if ir_dir is None:
         return {"raw": base}
-    if not Path(ir_dir).is_dir():
-        raise ValError(f"--val-ir-dir {ir_dir}: no such folder")
-    base.source = ThermalOverride(base.source, Path(ir_dir), rule)
-    if not len(base):
-        raise ValError(f"--val-ir-dir {ir_dir} holds none of the {len(base.source.inner)} frames of split {split} "
-                       f"in {root} (expected <name>.png)")
+    try:
+        base = build_dataset(dict(cfg, ir_dir=str(ir_dir)), split, train=False)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValError(f"--val-ir-dir: {exc}") from None
     sets = {"target": base}
     if own is not None:
-        own.source.names = [own.source.names[i] for i in base.source.index]  # the same frames, own thermal
+        own.source.names = list(base.source.names)  # the same frames, own thermal
         sets["raw"] = own
     return sets
 

@@ -9,7 +9,9 @@ Dataset whose items are tensors ready for `default_collate`:
      "name": str, "is_night": bool, "eo_dropped": bool (the augmentation blacked EO out)}
 
 Real datasets take `only: day | night` (default all): the frames whose names
-end in D or N (MFNet, MSRS), e.g. a day-only EO teacher from the real root.
+end in D or N (MFNet, MSRS), e.g. a day-only EO teacher from the real root;
+and `ir_dir`: a folder of another camera's thermal images for the same frames
+(`<name>.png`, pixel-aligned); only the frames with one are used.
 Training items are augmented (scale/crop/flip/jitter/EO dropout) and all have
 the crop size; evaluation items are only resized to `eval_size` when given.
 Call `dataset.set_epoch(epoch)` at the start of every epoch: augmentation is
@@ -44,6 +46,7 @@ from .real import (
     MFNetSource,
     MSRSSource,
     PST900Source,
+    ThermalOverride,
     restrict_day_night,
 )
 from .synthetic import SPLITS as SYNTHETIC_SPLITS
@@ -77,7 +80,7 @@ __all__ = [
 DATASET_NAMES = ("synthetic", "mfnet", "pst900", "msrs")
 
 _COMMON_KEYS = {"name", "thermal", "eval_size", "augment", "cache"}
-_REAL_KEYS = {"root", "only"}  # only: all | day | night (names ending in D / N)
+_REAL_KEYS = {"root", "only", "ir_dir"}  # only: all | day | night (names ending in D / N); ir_dir: ThermalOverride
 _SYNTHETIC_KEYS = {"size", "num_train", "num_val", "num_test", "seed", "night_fraction"}
 
 _CLASSES = {
@@ -224,6 +227,8 @@ def build_dataset(data_cfg: dict, split: str, train: bool):
             raise ValueError(f"data config for {name!r} is missing required key 'root' (the dataset folder)")
         root = str(data_cfg["root"])
         source = restrict_day_night(_REAL_SOURCES[name](root, split, thermal=rule), data_cfg.get("only", "all"), name)
+        if data_cfg.get("ir_dir"):
+            source = ThermalOverride(source, str(data_cfg["ir_dir"]), rule)
         default_scale, native = (0.5, 2.0), None
 
     augment = None

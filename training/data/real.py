@@ -322,3 +322,41 @@ class MSRSSource:
         label = _read_label(self._path("Segmentation_labels", name), len(self.class_names))
         _check_sizes(name, eo, ir, label, self.base)
         return {"eo": eo, "ir": ir, "label": label, "name": name, "is_night": is_night_name(name)}
+
+
+class ThermalOverride:
+    """A source whose frames take their thermal image from `ir_dir` (`<name>.png`), restricted to the frames
+    that have one (`data.ir_dir`).
+
+    Why: a second thermal camera or pipeline over the same labelled frames (`mfnet_subset/ir_msrs`) is a
+    labelled set of that camera without a copy of the dataset: the oracle of the adaptation study trains
+    on it, `training.adapt --val-ir-dir` scores on it.
+    """
+
+    def __init__(self, source, ir_dir: str, rule: ThermalScaling):
+        if not os.path.isdir(ir_dir):
+            raise FileNotFoundError(f"data.ir_dir {ir_dir}: no such folder")
+        self.inner, self.ir_dir, self.rule = source, str(ir_dir), rule
+        self.class_names, self.palette = source.class_names, source.palette
+        self.index = [i for i, n in enumerate(source.names) if os.path.isfile(self._ir(n))]
+        self.names = [source.names[i] for i in self.index]
+        self.root, self.split = getattr(source, "root", ""), getattr(source, "split", "")
+        if not self.names:
+            raise ValueError(f"data.ir_dir {ir_dir} holds none of the {len(source.names)} frames of split "
+                             f"{self.split} in {self.root} (expected <name>.png)")
+
+    def _ir(self, name: str) -> str:
+        return os.path.join(self.ir_dir, name + ".png")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def load(self, i: int) -> dict:
+        sample = dict(self.inner.load(self.index[i]))
+        ir = _read_ir(self._ir(self.names[i]), self.rule)
+        if ir.shape != sample["ir"].shape:
+            raise ValueError(f"{self._ir(self.names[i])} is {ir.shape[1]}x{ir.shape[0]}, the labelled frame "
+                             f"{sample['ir'].shape[1]}x{sample['ir'].shape[0]}: data.ir_dir needs pixel-aligned "
+                             "frames")
+        sample["ir"] = ir
+        return sample
