@@ -26,7 +26,12 @@ def diag_int(d, key):
 
 def test_sensor_data_640x480_with_the_shipped_profile_loses_nothing(tiny_bundle, ros_env, tmp_path):
     """A separate best-effort publisher process at 30 Hz, bgr8 640x480 (921 KB: over Fast DDS's default 512 KB
-    shared-memory segment), both processes on config/fastdds_large_frames.xml, node on default parameters."""
+    shared-memory segment), both processes on config/fastdds_large_frames.xml, node on default parameters.
+
+    Two contracts, asserted apart: transport (DDS delivers every frame: the node's receive counters and
+    its loss estimate) and the drop policy (every received IR frame gets a mask or is counted in `ir_dropped`,
+    never lost silently). How many the keep-freshest policy drops depends on the machine's load: when
+    the worker is busy as two IR frames arrive, the older one is dropped, by design."""
     # both variables where the distro is unknown (pip wheels): Jazzy's Fast DDS 2 reads only FASTRTPS_*
     env = dict(ros_env, **{k: v for k, v in environment_for(PROFILE).items() if v is not None})
     proc = start_node(tiny_bundle, env, {"diagnostics_period_s": 0.2})
@@ -39,12 +44,17 @@ def test_sensor_data_640x480_with_the_shipped_profile_loses_nothing(tiny_bundle,
                              env=env, capture_output=True, text=True, timeout=120)
         assert pub.returncode == 0, pub.stderr[-2000:]
         n = len(json.loads(sent_file.read_text())["ir_stamps"])
-        assert d.wait_for(lambda: diag_int(d, "masks_fused") + diag_int(d, "masks_ir_only") >= n, 15), \
+        accounted = ("masks_fused", "masks_ir_only", "ir_dropped")
+        assert d.wait_for(lambda: sum(max(0, diag_int(d, k)) for k in accounted) >= n, 15), \
             f"{n} IR frames sent; diagnostics: {json.dumps(d.latest_diagnostic())}"
         diag = d.latest_diagnostic()
+        # transport: every frame delivered
         assert int(diag["eo_received"]) == n and int(diag["ir_received"]) == n, diag
-        assert int(diag["masks_fused"]) + int(diag["masks_ir_only"]) == n  # one mask per IR frame
-        assert float(diag["eo_loss_fraction"]) == 0.0 and float(diag["ir_loss_fraction"]) == 0.0
+        assert float(diag["eo_loss_fraction"]) == 0.0 and float(diag["ir_loss_fraction"]) == 0.0, diag
+        # drop policy: one mask per IR frame, or the frame counted as dropped
+        masks, dropped = int(diag["masks_fused"]) + int(diag["masks_ir_only"]), int(diag.get("ir_dropped", 0))
+        assert masks + dropped == n, diag
+        assert masks >= 1, diag
     finally:
         d.close()
         log = stop_node(proc)
