@@ -50,11 +50,17 @@ def msrs_pairs(root: Path):
         yield eo_path.stem, eo, cv2.imread(str(root / "ir" / eo_path.name), cv2.IMREAD_UNCHANGED)
 
 
-def mfnet_pairs(root: Path):
-    """(name, EO RGB, IR) of the MFNet val frames: images/NAME.png holds B, G, R, thermal."""
+def mfnet_pairs(root: Path, ir_dir: Path | None = None):
+    """(name, EO RGB, IR) of the MFNet val frames: images/NAME.png holds B, G, R, thermal. With `ir_dir`
+    (mfnet_subset/ir_msrs: the same frames through another thermal pipeline, pixel-aligned), the thermal
+    comes from there and only the frames it holds are given."""
     for name in (root / "val.txt").read_text().split():
+        if ir_dir is not None and not (ir_dir / f"{name}.png").is_file():
+            continue
         image = cv2.imread(str(root / "images" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-        yield name, cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB), np.ascontiguousarray(image[:, :, 3])
+        ir = (np.ascontiguousarray(image[:, :, 3]) if ir_dir is None
+              else cv2.imread(str(ir_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED))
+        yield name, cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB), ir
 
 
 def translation(dx: float, dy: float) -> np.ndarray:

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from csk_ros.imaging import registration
 from csk_ros.imaging.registration import RegistrationCheck, check_registration
 from tests.support.rig_scenes import IR_SIZE, ir_view, scene
 
@@ -86,7 +87,23 @@ def test_partial_coverage_is_masked():
 def test_a_shift_beyond_the_search_says_so(pair):
     eo, ir = pair
     result = check_registration(eo, ir, shifted(H_TRUE, 30, 0), search_px=16)
-    assert "search limit" in result.note and result.offset_px >= 15.0
+    assert "search limit" in result.note and result.offset_px >= 15.0 and result.at_limit
+    assert not check_registration(eo, ir, H_TRUE, search_px=16).at_limit
+
+
+def test_a_dark_eo_frame_needs_a_stronger_match(pair, monkeypatch):
+    """The dark-EO quality floor: the same pair judged when bright, and when dark only if its match clears
+    DARK_MIN_MATCH_NCC (raised here above any match so the floor's effect is visible)."""
+    eo, ir = pair
+    bright_check = check_registration(eo, ir, H_TRUE)
+    dark = (eo.astype(np.float32) * (30.0 / bright_check.eo_luma)).astype(np.uint8)  # mean grey ~30: night
+    dark_check = check_registration(dark, ir, H_TRUE)
+    assert bright_check.eo_luma >= registration.DARK_EO_LUMA > dark_check.eo_luma
+    assert bright_check.valid and dark_check.valid  # a clear match counts by night too
+    monkeypatch.setattr(registration, "DARK_MIN_MATCH_NCC", 0.999)
+    assert check_registration(eo, ir, H_TRUE).valid
+    refused = check_registration(dark, ir, H_TRUE)
+    assert not refused.valid and "for dark EO" in refused.note, refused
 
 
 def test_frames_without_edges_are_not_judged(pair):

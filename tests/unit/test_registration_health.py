@@ -16,8 +16,8 @@ from tests.support.rig_scenes import ir_view, scene
 NAN = float("nan")
 
 
-def check(dx: float, dy: float = 0.0, valid: bool = True) -> RegistrationCheck:
-    return RegistrationCheck(0.5, 0.6, (dx, dy), float(np.hypot(dx, dy)), valid, "" if valid else "flat")
+def check(dx: float, dy: float = 0.0, valid: bool = True, at_limit: bool = False) -> RegistrationCheck:
+    return RegistrationCheck(0.5, 0.6, (dx, dy), float(np.hypot(dx, dy)), valid, "" if valid else "flat", at_limit)
 
 
 def test_a_persistent_offset_warns_and_names_the_fix():
@@ -43,6 +43,41 @@ def test_one_wild_check_or_unjudged_frames_do_not_warn():
         health.record(check(NAN, NAN, valid=False), 1.0)
     assert health.state() == "waiting" and health.warning() == ""
     assert health.diagnostics()["registration_note"] == "flat"
+
+
+def test_matches_at_the_search_limit_count_only_where_other_checks_agree():
+    """A dark frame's chance match in the corner of the window (-24, +24) is not a measured shift: with two of
+    them among three registered checks the median would say 24 px; set aside, the verdict stays ok."""
+    health = RegistrationHealth(warn_px=6.0)
+    for c in (check(0.5), check(-24.0, 24.0, at_limit=True), check(-0.4, 0.3), check(-24.0, 23.5, at_limit=True),
+              check(0.2, -0.2)):
+        health.record(c, 1.0)
+    assert health.state() == "ok" and health.warning() == ""
+    assert health.diagnostics()["registration_set_aside"] == "2"
+    # only at-limit checks, not agreeing: nothing to judge, no WARN
+    health = RegistrationHealth(warn_px=6.0)
+    for c in (check(-24.0, 24.0, at_limit=True), check(24.0, -5.0, at_limit=True), check(3.0, 24.0, at_limit=True)):
+        health.record(c, 1.0)
+    assert health.state() == "waiting"
+    # a camera knocked beyond the window: every check on the same border, they agree, it WARNs
+    health = RegistrationHealth(warn_px=6.0)
+    for dy in (0.5, -1.0, 2.0):
+        health.record(check(-24.0, dy, at_limit=True), 1.0)
+    assert health.state() == "misregistered" and "off by 24.0 px" in health.warning()
+    assert health.diagnostics()["registration_set_aside"] == "0"
+
+
+def test_two_outliers_among_four_checks_do_not_warn_through_the_median():
+    """Replayed on registered MSRS pairs: dx and dy take their medians apart and an even count averages the
+    middle two, so two checks at -10 and -11 px in y among two good ones give a median 6.1 px off. A WARN
+    needs MIN_VALID single checks beyond CONSENSUS x warn_px too; a moved camera moves every check."""
+    health = RegistrationHealth(warn_px=6.0)
+    for c in (check(2.0, -1.9), check(-2.4, 1.8), check(-1.8, -10.3), check(-0.5, -11.1)):
+        health.record(c, 1.0)
+    assert np.hypot(*health.shift_px()) > 6.0
+    assert health.state() == "ok" and health.warning() == ""
+    health.record(check(0.3, -8.0), 1.0)  # a third check beyond the limit: the consensus is there
+    assert health.state() == "misregistered"
 
 
 def test_a_new_homography_restarts_the_verdict():
