@@ -70,6 +70,14 @@ TUNE_CANDIDATES = {
     "source1.0": ("--source-weight", "1.0"),
     "prior0.5_source1.0": ("--adabn-prior", "0.5", "--source-weight", "1.0"),
     "prior0.5_all": ("--adabn-prior", "0.5", "--trainable", "all"),
+    # Round 2, added after round 1 (above; same train frames) showed that one set of IR statistics serves
+    # one camera: pure AdaBN lost ~30 points of the raw thermal, a prior of 0.5 kept most of it but gave
+    # back most of the gain. So: keep the source statistics and let the weights learn the new camera from
+    # the fused teacher, with the labelled source frames beside it.
+    "no_adabn": ("--no-adabn",),
+    "no_adabn_all": ("--no-adabn", "--trainable", "all"),
+    "no_adabn_all_source1.0": ("--no-adabn", "--trainable", "all", "--source-weight", "1.0"),
+    "no_adabn_all_lr1e-3": ("--no-adabn", "--trainable", "all", "--lr", "1e-3"),
 }
 ORACLE_OVERRIDES = ("model.arch=deeplabv3", "model.modality=ir", "train.max_steps=2400", "train.num_workers=0")
 
