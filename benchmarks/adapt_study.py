@@ -49,13 +49,15 @@ class Variant:
     label: str
     source: str | None  # source variant of the quality study adapted (None: trained here)
     adapt: tuple[str, ...] | None  # extra `training.adapt` flags; None: scored as it is
+    tuned: bool = True  # the flags the tune stage chose come first; False: `adapt` alone
 
 
 VARIANTS = {
     "ir_baseline": Variant("IR DeepLabV3, source", "ir_baseline", None),
     "csk_full": Variant("CSK-Net, source", "csk_full", None),
-    "ir_baseline_adabn": Variant("IR DeepLabV3 + AdaBN", "ir_baseline", ("--no-selftrain",)),
-    "csk_adabn": Variant("CSK-Net + AdaBN (IR-only path)", "csk_full", ("--no-selftrain",)),
+    # statistics only: textbook AdaBN (every IR-path statistic from the target frames), not the tuned flags
+    "ir_baseline_adabn": Variant("IR DeepLabV3 + AdaBN", "ir_baseline", ("--no-selftrain",), tuned=False),
+    "csk_adabn": Variant("CSK-Net + AdaBN (IR-only path)", "csk_full", ("--no-selftrain",), tuned=False),
     "ir_baseline_selftrain": Variant("IR DeepLabV3, self-trained on its own pseudo-labels", "ir_baseline", ()),
     "csk_adapted": Variant("CSK-Net, fused pass teaches IR-only", "csk_full", ()),
     "oracle": Variant("IR DeepLabV3 trained on labelled target frames (upper bound)", None, None),
@@ -133,7 +135,8 @@ def plan(stage: str, seeds, out: Path, source_study: Path) -> list[Job]:
                 jobs.append(Job(name, seed, where, where / "last.pt", None, "val"))
             else:
                 ckpt = source_checkpoint(v.source, seed, source_study)
-                jobs.append(Job(name, seed, where, ckpt, None if v.adapt is None else flags + v.adapt, "val"))
+                adapt = None if v.adapt is None else (flags if v.tuned else ()) + v.adapt
+                jobs.append(Job(name, seed, where, ckpt, adapt, "val"))
     return jobs
 
 
