@@ -352,7 +352,7 @@ def markdown(p: dict) -> str:
     if p["cost"]:
         walls = sorted(c["wall_s"] for c in p["cost"])
         rss = max(c["peak_rss_mb"] for c in p["cost"])
-        lines += ["", f"Adaptation cost ({len(walls)} runs, one thread each, two runs side by side on 2 cores): "
+        lines += ["", f"Adaptation cost ({len(walls)} runs, one thread each, on 2 cores shared with other jobs): "
                       f"wall median {walls[len(walls) // 2] / 60:.1f} min, max {walls[-1] / 60:.1f} min; "
                       f"peak RSS max {rss / 1024:.2f} GB."]
     if p["tracking"]:
