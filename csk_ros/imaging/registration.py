@@ -43,6 +43,11 @@ MIN_MATCH_NCC = 0.15
 # registration_health.py left, while it slowed 8 px detection; so dark frames keep the common floor.
 DARK_EO_LUMA = 40.0  # mean grey level (0-255) of the warped EO over the IR frame; MSRS day frames are >= 42
 DARK_MIN_MATCH_NCC = MIN_MATCH_NCC
+SCENE_GRID = (8, 6)  # (w, h) cells of the IR thumbnail a check keeps
+# Two checks see the same view when their thumbnails differ by less than this (grey levels, mean absolute).
+# Chosen on ../shared/data/msrs_unlabelled: one pair checked again with sensor noise (sigma 2) differed by
+# 0.69 at most; two different pairs by 2.21 at least, even neighbours in time (median 7.9).
+SAME_SCENE_GREY = 1.5
 MIN_TEMPLATE_FRACTION = 0.25  # the EO must cover at least this share of the IR frame (inside the search margin)
 _IR_SCALING = ThermalScaling()  # the node's default: per-frame 1st..99th percentile -> 0..255
 
@@ -56,7 +61,7 @@ class RegistrationCheck:
     for a weak match, where they are kept for inspection but mean nothing. `at_limit`: the best match lies on
     the border of the search window, so the true shift may be larger, or the match is a chance one (the
     verdict counts it only when other checks agree, registration_health.py). `eo_luma`: mean grey level of
-    the warped EO (NaN when not measured)."""
+    the warped EO (NaN when not measured). `scene`: a thumbnail of the IR frame (scene_distance)."""
 
     score: float
     best_score: float
@@ -66,6 +71,7 @@ class RegistrationCheck:
     note: str = ""
     at_limit: bool = False
     eo_luma: float = float("nan")
+    scene: tuple[float, ...] = ()  # the IR view in SCENE_GRID area means: tells a held view from a new one
 
 
 def check_registration(eo: np.ndarray, ir: np.ndarray, homography: np.ndarray | None, *, search_px: int = 24,
@@ -113,7 +119,21 @@ def check_registration(eo: np.ndarray, ir: np.ndarray, homography: np.ndarray | 
         dark = f" for dark EO (mean {luma:.0f} < {DARK_EO_LUMA:g})" if is_dark else ""
         notes.insert(0, f"no edge match (best NCC {best:.3f} < {floor}{dark}): scenes differ or shift too large")
     return RegistrationCheck(score, best, (float(shift[0]), float(shift[1])), float(math.hypot(*shift)), valid,
-                             "; ".join(notes), at_limit, luma)
+                             "; ".join(notes), at_limit, luma, scene_thumbnail(ir_work))
+
+
+def scene_thumbnail(ir8: np.ndarray) -> tuple[float, ...]:
+    small = cv2.resize(ir8, SCENE_GRID, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return tuple(float(v) for v in small.ravel())
+
+
+def scene_distance(a: RegistrationCheck, b: RegistrationCheck) -> float:
+    """Mean absolute difference of two checks' IR thumbnails (grey levels of the percentile-scaled IR);
+    inf when either has none. Sensor noise averages out over a thumbnail cell (a 640x480 frame: 4800 pixels
+    a cell), so one view held still stays far below SAME_SCENE_GREY and another view lies far above it."""
+    if not a.scene or not b.scene or len(a.scene) != len(b.scene):
+        return math.inf
+    return float(np.mean(np.abs(np.subtract(a.scene, b.scene))))
 
 
 def _unjudged(note: str) -> RegistrationCheck:

@@ -11,7 +11,10 @@ its own: on dark, weakly textured frames of a registered rig the best chance mat
 of the window (MFNet night frames: 33.9 px). It counts only when at least MIN_VALID - 1 other judged checks
 in the window agree with it (shifts within `warn_px` of each other), as they do when a camera is knocked
 beyond the window: then every check lands on the same border. And a WARN needs a consensus: the median
-beyond `warn_px` and at least MIN_VALID single checks beyond CONSENSUS x `warn_px`.
+beyond `warn_px` and at least MIN_VALID single checks beyond CONSENSUS x `warn_px`. Agreement and
+consensus need two views at least: checks of one view held still (a parked robot) agree with each other by
+construction, so a robot standing before one misleading scene does not WARN, and one that stands before a
+real offset WARNs once the view changes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+
+from csk_ros.imaging.registration import SAME_SCENE_GREY, scene_distance
 
 WINDOW = 5  # checks in the verdict: at one check a second, a misregistration is reported within ~5 s
 MIN_VALID = 3  # judged checks the window needs before it says anything
@@ -29,6 +34,13 @@ CONSENSUS = 0.75
 FIX_HINT = ("a camera moved or eo_to_ir_homography does not fit this rig; re-fit it with `python -m "
             "csk_ros.calibrate board EO_DIR IR_DIR ...` (or score the current one with `python -m csk_ros.calibrate "
             "check`), then set eo_to_ir_homography (live: `ros2 param set`)")
+
+
+def same_view(checks: list) -> bool:
+    """All these checks saw one view (a scene held still: a parked robot, a slow pan). Its checks agree with
+    each other by construction, so they are one piece of evidence, not several: a weak match on a dark
+    frame held for 3 s would otherwise make its own consensus."""
+    return all(scene_distance(checks[0], c) < SAME_SCENE_GREY for c in checks[1:])
 
 
 class RegistrationHealth:
@@ -54,11 +66,12 @@ class RegistrationHealth:
     def judged(self) -> list:
         """The recent checks the verdict uses: judged ones, at-limit ones only where others agree."""
         valid = [c for c in self.recent if c.valid and math.isfinite(c.offset_px)]
-        return [c for c in valid if not getattr(c, "at_limit", False) or self._agreeing(c, valid) >= MIN_VALID - 1]
+        return [c for c in valid if not getattr(c, "at_limit", False) or self._others_agree(c, valid)]
 
-    def _agreeing(self, check, valid: list) -> int:
-        return sum(1 for other in valid if other is not check and math.dist(other.shift_px, check.shift_px)
-                   <= self.warn_px)
+    def _others_agree(self, check, valid: list) -> bool:
+        """MIN_VALID - 1 other checks within warn_px of it, one of them at least of another view."""
+        agreeing = [o for o in valid if o is not check and math.dist(o.shift_px, check.shift_px) <= self.warn_px]
+        return len(agreeing) >= MIN_VALID - 1 and not same_view(agreeing + [check])
 
     def set_aside(self) -> int:
         """Judged recent checks left out of the verdict (an at-limit match nothing agrees with)."""
@@ -82,8 +95,8 @@ class RegistrationHealth:
         on its own: with 3 or 4 judged checks the median of two outliers among good ones can cross the limit
         (dx and dy take their medians apart, and an even count averages the middle two); a moved camera
         moves every check."""
-        beyond = sum(1 for c in self.judged() if c.offset_px > CONSENSUS * self.warn_px)
-        return math.hypot(*shift) > self.warn_px and beyond >= MIN_VALID
+        beyond = [c for c in self.judged() if c.offset_px > CONSENSUS * self.warn_px]
+        return math.hypot(*shift) > self.warn_px and len(beyond) >= MIN_VALID and not same_view(beyond)
 
     def warning(self) -> str:
         """The WARN line, "" while registration is fine or unknown."""

@@ -80,6 +80,24 @@ def test_two_outliers_among_four_checks_do_not_warn_through_the_median():
     assert health.state() == "misregistered"
 
 
+def test_one_view_held_still_is_one_piece_of_evidence():
+    """A dark frame held for 3 s gives three checks at the same (wrong) place: they agree with each other by
+    construction. Neither the at-limit rule nor the consensus may count them as agreement; two views may."""
+    held = (10.0,) * 48
+    other = (40.0,) * 48
+
+    def seen(dx, dy, view, at_limit=False):
+        return RegistrationCheck(0.3, 0.3, (dx, dy), float(np.hypot(dx, dy)), True, "", at_limit, 20.0, view)
+
+    for at_limit, (dx, dy) in ((True, (-24.0, 24.0)), (False, (0.0, 13.0))):
+        health = RegistrationHealth(warn_px=6.0)
+        for c in (seen(0.5, 0.2, other), seen(-0.4, 0.1, other)) + tuple(seen(dx, dy, held, at_limit) for _ in "abc"):
+            health.record(c, 1.0)
+        assert health.state() in ("ok", "waiting") and health.warning() == "", (at_limit, health.shift_px())
+        health.record(seen(dx, dy + 0.5, other, at_limit), 1.0)  # the same shift in another view: evidence
+        assert health.state() == "misregistered", at_limit
+
+
 def test_a_new_homography_restarts_the_verdict():
     watch = RegistrationWatch(0.0, 6.0, None)  # period 0: no thread, checks by hand
     for _ in range(WINDOW):
@@ -91,14 +109,15 @@ def test_a_new_homography_restarts_the_verdict():
 
 
 def test_the_watch_measures_an_eo_shift_on_offered_pairs():
-    eo, radiance = scene(3, size=(320, 256))
-    ir = ir_view(radiance, np.eye(3), 3, size=(320, 256))
+    views = []
+    for seed in (3, 5, 6):  # the robot drives: three views, the EO camera panned in each
+        eo, radiance = scene(seed, size=(320, 256))
+        views.append((np.roll(eo, 12, axis=1), ir_view(radiance, np.eye(3), seed, size=(320, 256))))
     watch = RegistrationWatch(0.05, 6.0, None)
     try:
-        shifted_eo = np.roll(eo, 12, axis=1)  # the EO camera panned: its content 12 px to the right
         deadline = time.monotonic() + 10
         while watch.health.checks < WINDOW and time.monotonic() < deadline:
-            watch.offer(shifted_eo, ir)
+            watch.offer(*views[watch.health.checks % len(views)])
             time.sleep(0.06)
         values, warning = watch.diagnostics(time.monotonic())
     finally:
