@@ -233,3 +233,29 @@ def test_each_bad_input_is_one_line(checkpoint, tmp_path, capsys, bad, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "out" / "best.pt").exists()
+
+
+def test_class_balanced_pseudo_labels_weigh_the_rare_class_up():
+    """96 background pixels the student gets right, 4 object pixels it gets wrong: a plain mean hides the
+    error, the class-balanced one (counts 96 and 4, mean 50: weights 50/96 and 12.5) brings it out."""
+    from training.adapt.options import AdaptOptions
+    from training.adapt.teacher import class_balance_weights, pseudo_label_loss
+
+    teacher = torch.zeros(1, 3, 10, 10)
+    teacher[0, 0] = 5.0
+    teacher[0, 0, 0, :4], teacher[0, 1, 0, :4] = 0.0, 5.0  # the object: class 1
+    student = torch.zeros(1, 3, 10, 10)
+    student[0, 0] = 3.0  # background everywhere
+    keep = torch.ones(1, 10, 10, dtype=torch.bool)
+    labels = teacher.argmax(1)
+    weights = class_balance_weights(labels, keep, 3, 1.0)
+    assert torch.allclose(weights, torch.tensor([50 / 96, 12.5, 0.0]))
+    one = torch.ones(1)
+    plain = pseudo_label_loss(student, teacher, keep, one, "ce", 1.0)
+    balanced = pseudo_label_loss(student, teacher, keep, one, "ce", 1.0, class_balance=1.0)
+    per_pixel = torch.nn.functional.cross_entropy(student, labels, reduction="none")[0]
+    weighted = per_pixel[labels[0] == 0].sum() * 50 / 96 + per_pixel[labels[0] == 1].sum() * 12.5
+    expected = weighted / (96 * 50 / 96 + 4 * 12.5)
+    assert torch.isclose(balanced, expected) and balanced > 5 * plain
+    with pytest.raises(ValueError, match="--class-balance needs --loss ce"):
+        AdaptOptions(class_balance=0.5, loss="kl").check()

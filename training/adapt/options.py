@@ -31,6 +31,7 @@ class AdaptOptions:
     loss: str = "ce"  # CE on the teacher's argmax, or KL to its softened distribution
     temperature: float = 2.0  # KL only
     confidence: float = 0.7  # teacher max-softmax a pixel needs to teach (self_kd_confidence's default)
+    class_balance: float = 0.0  # CE only: pixels weigh (mean class count / their class's count) ** this
     # Night (name ends in N, or EO mean luma below night_luma): EO carries little, so the fused
     # teacher is mostly the IR stream itself; stricter pixels and a weight keep its mistakes out.
     night_confidence: float = 0.9
@@ -70,7 +71,9 @@ class AdaptOptions:
         for name in ("confidence", "night_confidence"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("night_weight", "fused_weight", "source_weight", "lr"):
+        if self.class_balance and self.loss != "ce":
+            raise ValueError("--class-balance needs --loss ce")
+        for name in ("night_weight", "fused_weight", "source_weight", "lr", "class_balance"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.adabn_prior < 1.0:

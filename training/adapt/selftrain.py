@@ -101,11 +101,12 @@ def self_train(model: nn.Module, target: TargetPairs, opts: AdaptOptions, crop: 
         keep = teaching_mask(t_logits, night, opts.confidence, opts.night_confidence)
         weight = torch.where(night, torch.tensor(opts.night_weight, device=device), torch.tensor(1.0, device=device))
         student = ir_only_logits(model, ir)
-        parts = {"pseudo_ir_only": pseudo_label_loss(student, t_logits, keep, weight, opts.loss, opts.temperature)}
+        parts = {"pseudo_ir_only": pseudo_label_loss(student, t_logits, keep, weight, opts.loss, opts.temperature,
+                                                     opts.class_balance)}
         if use_fused:
             fused = model(eo=eo, ir=ir, mode="fused")["out"]
             parts["pseudo_fused"] = opts.fused_weight * pseudo_label_loss(fused, t_logits, keep, weight, opts.loss,
-                                                                          opts.temperature)
+                                                                          opts.temperature, opts.class_balance)
         if source is not None and opts.source_weight > 0:
             parts.update(source_terms(model, next(source), opts, use_fused, device))
         loss = sum(parts.values())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import losses
@@ -61,16 +62,35 @@ def teaching_mask(teacher_logits: torch.Tensor, night: torch.Tensor, confidence:
     return torch.where(night.view(-1, 1, 1), night_keep, day_keep)
 
 
+def class_balance_weights(labels: torch.Tensor, keep: torch.Tensor, num_classes: int, power: float) -> torch.Tensor:
+    """Per-class weights (mean kept pixels per present class / this class's kept pixels) ** power, 0 for an
+    absent class. Why: ~95 % of a road scene is background, where the student already agrees with the
+    teacher; the classes it gets wrong are a few percent of the pixels and vanish in a plain mean (class-
+    balanced self-training, Zou et al., ECCV 2018, balances the pseudo-labels by class for this reason)."""
+    counts = torch.bincount(labels[keep], minlength=num_classes).float()
+    present = counts > 0
+    weights = torch.zeros(num_classes, device=labels.device)
+    weights[present] = (counts[present].mean() / counts[present]) ** power
+    return weights
+
+
 def pseudo_label_loss(student: torch.Tensor, teacher_logits: torch.Tensor, keep: torch.Tensor,
-                      frame_weight: torch.Tensor, kind: str, temperature: float) -> torch.Tensor:
+                      frame_weight: torch.Tensor, kind: str, temperature: float,
+                      class_balance: float = 0.0) -> torch.Tensor:
     """Per-frame CE on the teacher's argmax (or KL to its softened distribution, training.losses.logit_kd)
     over the kept pixels, combined as sum_i w_i n_i L_i / sum_i n_i (n_i kept pixels of frame i): a
-    pixel-weighted mean in which a night frame's pixels count `w_i`. Zero (with a graph) when no pixel
-    is kept."""
+    pixel-weighted mean in which a night frame's pixels count `w_i`. With `class_balance` > 0 (CE only),
+    each pixel also weighs its pseudo-class's class_balance_weights over the batch. Zero (with a graph)
+    when no pixel is kept."""
     counts = keep.flatten(1).sum(1).float()
     if counts.sum() == 0:
         return student.sum() * 0.0
     labels = torch.where(keep, teacher_logits.argmax(1), torch.full_like(keep, IGNORE_INDEX, dtype=torch.long))
+    if class_balance > 0 and kind == "ce":
+        classes = class_balance_weights(labels, keep, student.shape[1], class_balance)
+        pixel_weight = classes[labels.clamp(max=student.shape[1] - 1)] * keep * frame_weight.view(-1, 1, 1)
+        per_pixel = F.cross_entropy(student, labels, ignore_index=IGNORE_INDEX, reduction="none")
+        return (per_pixel * pixel_weight).sum() / (classes[labels.clamp(max=student.shape[1] - 1)] * keep).sum()
     total = student.new_zeros(())
     for i in torch.nonzero(counts).flatten().tolist():
         if kind == "ce":
