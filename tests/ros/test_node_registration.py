@@ -1,5 +1,6 @@
 """The node's background registration check over real ROS: a stream whose EO is shifted by 12 px against
-IR brings the registration WARN to /diagnostics; the registered stream does not."""
+IR (three views, as a driving robot sees them) brings the registration WARN to /diagnostics; the
+registered stream does not."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ pytestmark = pytest.mark.ros
 SIZE = (320, 240)  # (width, height), both cameras: co-aligned, no homography
 
 
-def stream(driver, eo, ir, seconds: float, rate: float = 10.0) -> None:
-    """The same scene with fresh sensor noise each frame (so EO never looks frozen)."""
+def stream(driver, views, seconds: float, rate: float = 10.0, hold_s: float = 1.0) -> None:
+    """A driving robot: each (EO, IR) view held for `hold_s`, in turn, with fresh sensor noise each frame
+    (so EO never looks frozen). The verdict needs two views: one view held still is one piece of evidence."""
     rng = np.random.default_rng(0)
-    end = time.monotonic() + seconds
+    start = time.monotonic()
+    end = start + seconds
     while time.monotonic() < end:
+        eo, ir = views[int((time.monotonic() - start) / hold_s) % len(views)]
         t = time.time()
         noisy_eo = np.clip(eo + rng.normal(0, 2, eo.shape), 0, 255).astype(np.uint8)
         noisy_ir = np.clip(ir + rng.normal(0, 2, ir.shape), 0, 255).astype(np.uint8)
@@ -30,10 +34,12 @@ def stream(driver, eo, ir, seconds: float, rate: float = 10.0) -> None:
 @pytest.mark.parametrize("shift_px", [12, 0])
 def test_a_12_px_misregistration_warns_and_the_registered_stream_does_not(node, shift_px):
     proc, d = node({"registration.check_period_s": 0.5})
-    eo, radiance = scene(7, size=SIZE)
-    ir = ir_view(radiance, np.eye(3), 7, size=SIZE).astype(np.float32)
-    eo = np.roll(eo, shift_px, axis=1).astype(np.float32)
-    stream(d, eo, ir, seconds=5.0)
+    views = []
+    for seed in (7, 8, 9):
+        eo, radiance = scene(seed, size=SIZE)
+        views.append((np.roll(eo, shift_px, axis=1).astype(np.float32),
+                      ir_view(radiance, np.eye(3), seed, size=SIZE).astype(np.float32)))
+    stream(d, views, seconds=5.0)
     assert d.wait_for(lambda: (d.latest_diagnostic() or {}).get("registration_state") not in (None, "waiting"), 5)
     diag = d.latest_diagnostic()
     if shift_px:
