@@ -257,5 +257,8 @@ def test_class_balanced_pseudo_labels_weigh_the_rare_class_up():
     weighted = per_pixel[labels[0] == 0].sum() * 50 / 96 + per_pixel[labels[0] == 1].sum() * 12.5
     expected = weighted / (96 * 50 / 96 + 4 * 12.5)
     assert torch.isclose(balanced, expected) and balanced > 5 * plain
-    with pytest.raises(ValueError, match="--class-balance needs --loss ce"):
-        AdaptOptions(class_balance=0.5, loss="kl").check()
+    kl_plain = pseudo_label_loss(student, teacher, keep, one, "kl", 2.0)
+    kl_balanced = pseudo_label_loss(student, teacher, keep, one, "kl", 2.0, class_balance=1.0)
+    assert kl_balanced > 5 * kl_plain  # the same weighting for the softened targets
+    with pytest.raises(ValueError, match="--class-balance must be >= 0"):
+        AdaptOptions(class_balance=-0.5).check()

@@ -172,7 +172,7 @@ def parse_args(argv):
     g.add_argument("--temperature", type=float, default=d.temperature, help="KL temperature (--loss kl)")
     g.add_argument("--confidence", type=float, default=d.confidence, help="teacher confidence a pixel needs")
     g.add_argument("--class-balance", type=float, default=d.class_balance,
-                   help="CE pixels weigh (mean class count / their class's count) ** this; 0: off")
+                   help="pixels weigh (mean class count / their teacher class's count) ** this; 0: off")
     g.add_argument("--night-confidence", type=float, default=d.night_confidence, help="... on night frames")
     g.add_argument("--night-weight", type=float, default=d.night_weight, help="weight of night frames' pixels")
     g.add_argument("--night-luma", type=float, default=d.night_luma,

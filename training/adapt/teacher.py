@@ -79,18 +79,24 @@ def pseudo_label_loss(student: torch.Tensor, teacher_logits: torch.Tensor, keep:
                       class_balance: float = 0.0) -> torch.Tensor:
     """Per-frame CE on the teacher's argmax (or KL to its softened distribution, training.losses.logit_kd)
     over the kept pixels, combined as sum_i w_i n_i L_i / sum_i n_i (n_i kept pixels of frame i): a
-    pixel-weighted mean in which a night frame's pixels count `w_i`. With `class_balance` > 0 (CE only),
-    each pixel also weighs its pseudo-class's class_balance_weights over the batch. Zero (with a graph)
+    pixel-weighted mean in which a night frame's pixels count `w_i`. With `class_balance` > 0 each pixel
+    also weighs the class_balance_weights of its teacher class over the batch. Zero (with a graph)
     when no pixel is kept."""
     counts = keep.flatten(1).sum(1).float()
     if counts.sum() == 0:
         return student.sum() * 0.0
     labels = torch.where(keep, teacher_logits.argmax(1), torch.full_like(keep, IGNORE_INDEX, dtype=torch.long))
-    if class_balance > 0 and kind == "ce":
+    if class_balance > 0:
         classes = class_balance_weights(labels, keep, student.shape[1], class_balance)
-        pixel_weight = classes[labels.clamp(max=student.shape[1] - 1)] * keep * frame_weight.view(-1, 1, 1)
-        per_pixel = F.cross_entropy(student, labels, ignore_index=IGNORE_INDEX, reduction="none")
-        return (per_pixel * pixel_weight).sum() / (classes[labels.clamp(max=student.shape[1] - 1)] * keep).sum()
+        by_class = classes[labels.clamp(max=student.shape[1] - 1)] * keep
+        if kind == "ce":
+            per_pixel = F.cross_entropy(student, labels, ignore_index=IGNORE_INDEX, reduction="none")
+        else:  # training.losses.logit_kd, per pixel
+            t = temperature
+            p_teacher = F.softmax(teacher_logits.detach() / t, dim=1)
+            per_pixel = (p_teacher * (torch.log(p_teacher.clamp_min(1e-8)) - F.log_softmax(student / t, dim=1))
+                         ).sum(dim=1) * t * t
+        return (per_pixel * by_class * frame_weight.view(-1, 1, 1)).sum() / by_class.sum()
     total = student.new_zeros(())
     for i in torch.nonzero(counts).flatten().tolist():
         if kind == "ce":
