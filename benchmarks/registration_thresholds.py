@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import math
 import sys
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -30,13 +31,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import benchmarks.registration_watch as watch  # noqa: E402
-import csk_ros.logic.registration_health as health_module  # noqa: E402
 from benchmarks.common import RESULTS, print_table, write_json  # noqa: E402
 from benchmarks.registration import SHARED, translation  # noqa: E402
 from benchmarks.registration_watch import DETECTION_LIMIT_S, detection, false_warns  # noqa: E402
 from csk_ros.imaging import registration  # noqa: E402
-from csk_ros.logic.registration_health import RegistrationHealth  # noqa: E402
+from csk_ros.logic.registration_health import CONSENSUS, RegistrationHealth  # noqa: E402
 
 SHIFTS_8 = {"x+8": (8, 0), "x-8": (-8, 0), "y+8": (0, 8), "y-8": (0, -8)}
 LUMAS = (30.0, 40.0, 50.0, 60.0)
@@ -77,15 +76,17 @@ def with_rule(table: list[dict], luma: float, floor: float, at_limit_rule: bool 
     return [{k: (v if k == "frame" else apply(v)) for k, v in row.items()} for row in table]
 
 
-def evaluate(table: list[dict], minutes: float, trials: int, seeds, warn_px: float) -> dict:
+def evaluate(table: list[dict], minutes: float, trials: int, seeds, warn_px: float,
+             health=RegistrationHealth) -> dict:
+    """The replay of registration_watch.py with the verdict `health` (a RegistrationHealth factory)."""
     checks = int(minutes * 60)
-    warned, longest, within, total, judged = 0, 0, 0, 0, 0
+    warned, longest, within, total = 0, 0, 0, 0
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        false = false_warns(table, checks, warn_px, rng)
+        false = false_warns(table, checks, warn_px, rng, health=health)
         warned += false["checks_in_warn"]
         longest = max(longest, false["longest_warn_s"])
-        found = detection_8(table, trials, warn_px, rng)
+        found = detection(table, trials, warn_px, rng, shifts=SHIFTS_8, health=health)
         within += sum(f["within_limit"] for f in found.values())
         total += sum(f["trials"] for f in found.values())
     judged = sum(row["registered"].valid for row in table)
@@ -93,43 +94,11 @@ def evaluate(table: list[dict], minutes: float, trials: int, seeds, warn_px: flo
             "detected_8px": within, "trials_8px": total, "judged_frames": judged, "frames": len(table)}
 
 
-def detection_8(table, trials, warn_px, rng) -> dict:
-    saved = watch.SHIFTS
-    watch.SHIFTS = SHIFTS_8
-    try:
-        return detection(table, trials, warn_px, rng)
-    finally:
-        watch.SHIFTS = saved
-
-
 class MedianOnly(RegistrationHealth):
     """The verdict before issue 27: the median alone decides (no consensus of single checks)."""
 
     def _off(self, shift) -> bool:
         return math.hypot(*shift) > self.warn_px
-
-
-def consensus_at(fraction: float):
-    """The node's verdict with another CONSENSUS share."""
-    class Consensus(RegistrationHealth):
-        def _off(self, shift) -> bool:
-            saved = health_module.CONSENSUS
-            health_module.CONSENSUS = fraction
-            try:
-                return super()._off(shift)
-            finally:
-                health_module.CONSENSUS = saved
-
-    return Consensus
-
-
-def with_verdict(health_class, fn, *args):
-    saved = watch.RegistrationHealth
-    watch.RegistrationHealth = health_class
-    try:
-        return fn(*args)
-    finally:
-        watch.RegistrationHealth = saved
 
 
 def main(argv=None) -> int:
@@ -145,12 +114,12 @@ def main(argv=None) -> int:
     grid, rows = [], []
     stages = {}
     verdicts = [("as before: at-limit counted, median alone", False, MedianOnly), ("at-limit rule", True, MedianOnly)]
-    verdicts += [(f"at-limit + consensus {f:g}", True, consensus_at(f)) for f in CONSENSUS_SHARES]
-    verdicts += [(f"as shipped (consensus {health_module.CONSENSUS:g})", True, None)]
+    verdicts += [(f"at-limit + consensus {f:g}", True, partial(RegistrationHealth, consensus=f))
+                 for f in CONSENSUS_SHARES]
+    verdicts += [(f"as shipped (consensus {CONSENSUS:g})", True, RegistrationHealth)]
     for label, rule, health in verdicts:
-        table_k = with_rule(table, 0.0, 0.0, at_limit_rule=rule)
-        r = (evaluate(table_k, args.minutes, args.trials, range(args.seeds), args.warn_px) if health is None else
-             with_verdict(health, evaluate, table_k, args.minutes, args.trials, range(args.seeds), args.warn_px))
+        r = evaluate(with_rule(table, 0.0, 0.0, at_limit_rule=rule), args.minutes, args.trials, range(args.seeds),
+                     args.warn_px, health)
         stages[label] = r
         rows.append([label, "-", f"{r['judged_frames']}/{r['frames']}", f"{r['checks_in_warn']} of {r['checks']}",
                      r["longest_warn_s"], f"{r['detected_8px']}/{r['trials_8px']}", "-"])

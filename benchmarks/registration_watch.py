@@ -75,17 +75,17 @@ def off_as_shipped(table: list[dict], warn_px: float) -> list[str]:
     return [row["frame"] for row in table if confirmed(row)]
 
 
-def false_warns(table: list[dict], checks: int, warn_px: float, rng, off_frames=()) -> dict:
+def false_warns(table: list[dict], checks: int, warn_px: float, rng, off_frames=(), health=RegistrationHealth) -> dict:
     """Checks in WARN over `checks` registered checks in random order; `real` counts those whose checks beyond
     the limit all come from `off_frames`."""
-    health = RegistrationHealth(warn_px)
+    verdict = health(warn_px)
     off_checks = {id(row["registered"]) for row in table if row["frame"] in set(off_frames)}
     warned = real = 0
     longest = run = 0
     for k in rng.integers(0, len(table), checks):
-        health.record(table[k]["registered"], 0.0)
-        misregistered = health.state() == "misregistered"
-        if misregistered and all(id(c) in off_checks for c in health.judged() if c.offset_px > warn_px):
+        verdict.record(table[k]["registered"], 0.0)
+        misregistered = verdict.state() == "misregistered"
+        if misregistered and all(id(c) in off_checks for c in verdict.judged() if c.offset_px > warn_px):
             real += 1
         else:
             warned += misregistered
@@ -94,18 +94,18 @@ def false_warns(table: list[dict], checks: int, warn_px: float, rng, off_frames=
     return {"checks": checks, "checks_in_warn": warned, "checks_in_warn_real_offset": real, "longest_warn_s": longest}
 
 
-def detection(table: list[dict], trials: int, warn_px: float, rng) -> dict:
+def detection(table: list[dict], trials: int, warn_px: float, rng, shifts=SHIFTS, health=RegistrationHealth) -> dict:
     out = {}
-    for label in SHIFTS:
+    for label in shifts:
         seconds = []
         for _ in range(trials):
-            health = RegistrationHealth(warn_px)
+            verdict = health(warn_px)
             for k in rng.integers(0, len(table), 5):
-                health.record(table[k]["registered"], 0.0)
+                verdict.record(table[k]["registered"], 0.0)
             detected = None
             for step, k in enumerate(rng.integers(0, len(table), 60), start=1):
-                health.record(table[k][label], 0.0)
-                if health.state() == "misregistered":
+                verdict.record(table[k][label], 0.0)
+                if verdict.state() == "misregistered":
                     detected = float(step)
                     break
             seconds.append(detected if detected is not None else math.inf)

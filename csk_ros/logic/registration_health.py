@@ -46,8 +46,8 @@ def same_view(checks: list) -> bool:
 class RegistrationHealth:
     """The recent checks and what they say, for /diagnostics and its WARN."""
 
-    def __init__(self, warn_px: float):
-        self.warn_px = warn_px
+    def __init__(self, warn_px: float, consensus: float = CONSENSUS):
+        self.warn_px, self.consensus = warn_px, consensus
         self.recent: deque = deque(maxlen=WINDOW)  # RegistrationCheck of the last checks, judged or not
         self.checks = 0
         self.unjudged = 0
@@ -91,11 +91,11 @@ class RegistrationHealth:
         return "misregistered" if self._off(shift) else "ok"
 
     def _off(self, shift: tuple[float, float]) -> bool:
-        """The median is beyond the limit AND at least MIN_VALID checks are beyond CONSENSUS x the limit, each
+        """The median is beyond the limit AND at least MIN_VALID checks are beyond `consensus` x the limit, each
         on its own: with 3 or 4 judged checks the median of two outliers among good ones can cross the limit
         (dx and dy take their medians apart, and an even count averages the middle two); a moved camera
         moves every check."""
-        beyond = [c for c in self.judged() if c.offset_px > CONSENSUS * self.warn_px]
+        beyond = [c for c in self.judged() if c.offset_px > self.consensus * self.warn_px]
         return math.hypot(*shift) > self.warn_px and len(beyond) >= MIN_VALID and not same_view(beyond)
 
     def warning(self) -> str:
