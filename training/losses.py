@@ -146,14 +146,18 @@ def logit_kd(student: torch.Tensor, teacher: torch.Tensor, label: torch.Tensor |
     """Pixel-wise KL(teacher || student) at temperature T, times T^2, over
     labelled pixels (every pixel when `label` is None) and, given `confident`,
     only where the teacher is confident."""
-    t = temperature
-    log_p_student = F.log_softmax(student / t, dim=1)
-    p_teacher = F.softmax(teacher.detach() / t, dim=1)
-    kl = (p_teacher * (torch.log(p_teacher.clamp_min(1e-8)) - log_p_student)).sum(dim=1)
+    kl = pixel_kl(student, teacher, temperature)
     valid = torch.ones_like(kl, dtype=torch.bool) if label is None else label != IGNORE_INDEX
     if confident is not None:
         valid = valid & confident
-    return _masked_mean(kl, valid) * t * t
+    return _masked_mean(kl, valid) * temperature * temperature
+
+
+def pixel_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """BxHxW KL(teacher || student) of the distributions softened by `temperature` (teacher detached)."""
+    log_p_student = F.log_softmax(student / temperature, dim=1)
+    p_teacher = F.softmax(teacher.detach() / temperature, dim=1)
+    return (p_teacher * (torch.log(p_teacher.clamp_min(1e-8)) - log_p_student)).sum(dim=1)
 
 
 class ProjectionHead(nn.Module):

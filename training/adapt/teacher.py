@@ -92,10 +92,7 @@ def pseudo_label_loss(student: torch.Tensor, teacher_logits: torch.Tensor, keep:
         if kind == "ce":
             per_pixel = F.cross_entropy(student, labels, ignore_index=IGNORE_INDEX, reduction="none")
         else:  # training.losses.logit_kd, per pixel
-            t = temperature
-            p_teacher = F.softmax(teacher_logits.detach() / t, dim=1)
-            per_pixel = (p_teacher * (torch.log(p_teacher.clamp_min(1e-8)) - F.log_softmax(student / t, dim=1))
-                         ).sum(dim=1) * t * t
+            per_pixel = losses.pixel_kl(student, teacher_logits, temperature) * temperature * temperature
         return (per_pixel * by_class * frame_weight.view(-1, 1, 1)).sum() / by_class.sum()
     total = student.new_zeros(())
     for i in torch.nonzero(counts).flatten().tolist():
