@@ -16,6 +16,11 @@
 #                        graphs, else --calib-images on TensorRT 10)
 #   --calib-images DIR   real EO/IR images for calibrator INT8
 #   --min-agreement F    engine vs ONNX Runtime CPU mask agreement (default 0.99)
+#   --gpu-check          opt-in, the first deploy on a new device: before the
+#                        deployed engines are built, python -m engines.gpu_check
+#                        builds fp16 (and, with --precision int8, int8) engines,
+#                        compares them with ONNX Runtime, times every backend and
+#                        writes BUNDLE/gpu_check.json; a parity failure stops here
 #   --max-clocks         opt-in: nvpmodel -m 0 (MAXN) and jetson_clocks before
 #                        building (TensorRT's tactic timing depends on the clocks)
 #   --service            install and start a systemd unit (restart on failure)
@@ -60,6 +65,7 @@ precision=fp16
 calib_images=""
 min_agreement=0.99
 max_clocks=0
+gpu_check=0
 service=0
 net_buffers=0
 undo_net_buffers=0
@@ -99,6 +105,7 @@ while [ $# -gt 0 ]; do
         --eo-topic) eo_topic=${2:?--eo-topic needs a topic}; shift 2 ;;
         --ir-topic) ir_topic=${2:?--ir-topic needs a topic}; shift 2 ;;
         --max-clocks) max_clocks=1; shift ;;
+        --gpu-check) gpu_check=1; shift ;;
         --service) service=1; shift ;;
         --net-buffers) net_buffers=1; shift ;;
         --undo-net-buffers) undo_net_buffers=1; shift ;;
@@ -249,6 +256,15 @@ write_file "$venv/csk-requirements.txt" "$requirements"
 run "$venv/bin/python" -m pip install -r "$venv/csk-requirements.txt"
 
 # ------------------------------------------------------------------ engines
+if [ "$gpu_check" = 1 ]; then
+    # before the deployed build: gpu_check builds its own engines into the bundle, the deploy's build replaces them
+    check_precisions=fp16
+    [ "$precision" = int8 ] && check_precisions=fp16,int8
+    say "checking this device first: $check_precisions engines against ONNX Runtime, timed ($bundle/gpu_check.json)"
+    run env PYTHONPATH="$repo" "$venv/bin/python" -m engines.gpu_check --bundle "$bundle" \
+        --precisions "$check_precisions" --json "$bundle/gpu_check.json" \
+        || die "engines.gpu_check failed on this device (table above): not deploying. docs/jetson.md says what it checks"
+fi
 say "building $precision TensorRT engines for $bundle on this device"
 build=(env PYTHONPATH="$repo" "$venv/bin/python" -m engines.build --bundle "$bundle" --precision "$precision")
 [ -n "$calib_images" ] && build+=(--calib-images "$calib_images")

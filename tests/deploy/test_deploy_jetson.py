@@ -122,7 +122,8 @@ def _index(commands: list[str], needle: str) -> int:
 def test_jetpack_6_2_dry_run_prints_every_step_and_runs_nothing(jetson, tmp_path):
     calib = tmp_path / "calib"
     calib.mkdir()
-    result = jetson(JETPACK_6_2, "--dry-run", "--max-clocks", "--service", "--net-buffers", "--precision", "int8",
+    result = jetson(JETPACK_6_2, "--dry-run", "--max-clocks", "--gpu-check", "--service", "--net-buffers",
+                    "--precision", "int8",
                     "--calib-images", calib, "--eo-topic", "/cam/color", "--ir-topic", "/cam/thermal", jetson.bundle)
     assert result.returncode == 0, result.stderr
     out, ws, venv, bundle = result.stdout, jetson.home / "csk_ws", jetson.home / "csk_ws" / "venv", jetson.bundle
@@ -134,6 +135,9 @@ def test_jetpack_6_2_dry_run_prints_every_step_and_runs_nothing(jetson, tmp_path
         f"python3 -m venv --system-site-packages {venv}",
         f"tee {venv}/csk-requirements.txt <<EOF",
         f"{venv}/bin/python -m pip install -r {venv}/csk-requirements.txt",
+        # the device check builds its own engines: before the deployed build, which replaces them
+        f"env PYTHONPATH={REPO} {venv}/bin/python -m engines.gpu_check --bundle {bundle} --precisions fp16\\,int8 "
+        f"--json {bundle}/gpu_check.json",  # (printf %q escapes the comma)
         f"env PYTHONPATH={REPO} {venv}/bin/python -m engines.build --bundle {bundle} --precision int8 "
         f"--calib-images {calib}",
         f"env PYTHONPATH={REPO} {venv}/bin/python -m engines.verify --bundle {bundle} --backend tensorrt "
@@ -171,7 +175,8 @@ def test_jetpack_7_2_pins_cuda_13_and_needs_no_options(jetson):
     assert CUDA_PYTHON_PINS[13] in out and CUDA_PYTHON_PINS[12] not in out
     commands = _commands(out)
     assert any("-m engines.build" in c and "--precision fp16" in c for c in commands)
-    assert not any("nvpmodel" in c or "jetson_clocks" in c or "systemctl" in c for c in commands)  # all opt-in
+    assert not any("nvpmodel" in c or "jetson_clocks" in c or "systemctl" in c or "gpu_check" in c
+                   for c in commands)  # all opt-in
     assert "clocks left as they are" in out
     assert _executed(jetson) == []
 
