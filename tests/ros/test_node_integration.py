@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from csk_ros.logic.health import HealthParams
 from csk_ros.logic.stream_loss import StreamLossEstimator
 from harness.stream_client import scene, start_node, stop_node
 from tests.support.node_harness import FAST, PERIOD, Camera, H, W, first_mode, mask_stamps  # noqa: F401
@@ -46,7 +47,8 @@ def node_stale_limit(eo_stamps):
     for t in eo_stamps:
         estimator.observe(t)
         period = estimator.period()
-    return FAST["health.eo_timeout_s"] if period is None else max(FAST["health.eo_timeout_s"], 10 * period)
+    timeout, periods = FAST["health.eo_timeout_s"], HealthParams().stale_periods  # FAST keeps the default periods
+    return timeout if period is None else max(timeout, periods * period)
 
 
 def node_delay(d, since):
