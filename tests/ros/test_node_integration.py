@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from csk_ros.logic.health import HealthParams
+from csk_ros.logic.health import EoHealthMonitor, HealthParams
+from csk_ros.logic.pairing import stamp_seconds
 from csk_ros.logic.stream_loss import StreamLossEstimator
 from harness.stream_client import scene, start_node, stop_node
 from tests.support.node_harness import FAST, PERIOD, Camera, H, W, first_mode, mask_stamps  # noqa: F401
@@ -41,14 +42,14 @@ def test_fused_masks_carry_the_ir_header_and_ir_size(node):
 
 def node_stale_limit(eo_stamps):
     """The EO stale limit the node computes from these stamps: its own period estimator, fed in the same
-    order (csk_ros/logic/health.py: max(eo_timeout_s, stale_periods x the estimated period))."""
+    order, and its health monitor's rule."""
     estimator = StreamLossEstimator()
-    period = None
     for t in eo_stamps:
         estimator.observe(t)
-        period = estimator.period()
-    timeout, periods = FAST["health.eo_timeout_s"], HealthParams().stale_periods  # FAST keeps the default periods
-    return timeout if period is None else max(timeout, periods * period)
+        estimator.period()  # the node reads it per frame; the estimate refreshes on its own schedule
+    monitor = EoHealthMonitor(HealthParams(eo_timeout_s=FAST["health.eo_timeout_s"]))
+    monitor.set_periods(estimator.period(), None)
+    return monitor.stale_limit("eo")
 
 
 def node_delay(d, since):
@@ -56,9 +57,8 @@ def node_delay(d, since):
     bounds what the node adds (delivery, queue, inference) to any decision it took for those frames, so the
     timing bounds below stretch with the machine's load instead of failing under it."""
     with d.lock:
-        delays = [recv - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9) for recv, m in d.masks]
-        stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in d.masks]
-    return max((dl for dl, s in zip(delays, stamps) if s >= since), default=0.0)
+        received = [(recv, stamp_seconds(m.header.stamp)) for recv, m in d.masks]
+    return max((recv - stamp for recv, stamp in received if stamp >= since), default=0.0)
 
 
 def test_eo_loss_switches_within_timeout_and_recovery_needs_frames(node):

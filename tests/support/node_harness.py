@@ -3,6 +3,7 @@ and readers of what the node published."""
 
 import time
 
+from csk_ros.logic.pairing import stamp_seconds
 from harness.stream_client import scene
 
 H, W = 60, 80  # camera size; the bundle is 48x64, so every frame is resized
@@ -37,7 +38,7 @@ class Camera:
 
 def mask_stamps(driver):
     with driver.lock:
-        return [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in driver.masks]
+        return [stamp_seconds(m.header.stamp) for _, m in driver.masks]
 
 
 def first_mode(driver, mode, after=0.0, reason=None):
